@@ -1,0 +1,48 @@
+# make demo / make test: set up .venv (CPU torch first, then the package) and run.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# onnxruntime-gpu where nvidia-smi sees a GPU, onnxruntime otherwise (they cannot coexist).
+GPU    := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
+EXTRA  := $(if $(GPU),gpu,cpu)
+OTHER  := $(if $(GPU),onnxruntime,onnxruntime-gpu)
+STAMP  := $(VENV)/.installed-$(EXTRA)
+DEMO   := demo
+
+.PHONY: all setup demo test lint typecheck unit clean
+
+all: test
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
+	-$(BIN)/python -m pip uninstall -q -y $(OTHER) 2>/dev/null
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[$(EXTRA),dev]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+demo: $(STAMP)
+	mkdir -p $(DEMO)
+	$(BIN)/ranp-onnx export unet3d-15 --preset shapenet --width-mult 0.25 --input-shape 1,32,32,32 -o $(DEMO)/unet.onnx --force
+	$(BIN)/ranp-onnx report $(DEMO)/unet.onnx
+	$(BIN)/ranp-onnx report $(DEMO)/unet.onnx --convention ranp-paper --measure
+
+lint: $(STAMP)
+	$(BIN)/ruff check ranp_onnx cli exporters tests examples
+	$(BIN)/ruff format --check ranp_onnx cli exporters tests examples
+
+# mypy checks the package as it installs (cli/ and exporters/ under ranp_onnx).
+typecheck: $(STAMP)
+	rm -rf .typecheck
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation --target .typecheck . >/dev/null
+	cd .typecheck && ../$(BIN)/mypy --config-file ../pyproject.toml -p ranp_onnx
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test: lint typecheck unit
+
+clean:
+	rm -rf $(VENV) .typecheck build $(DEMO) .pytest_cache .mypy_cache .ruff_cache .hypothesis

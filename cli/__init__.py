@@ -1,0 +1,1 @@
+"""The ``ranp-onnx`` command line: thin click commands over the library."""

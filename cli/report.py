@@ -1,0 +1,103 @@
+"""``ranp-onnx report``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ranp_onnx.analyse import analyse, parse_input_shapes
+from ranp_onnx.costs import CONVENTIONS, count_costs
+from ranp_onnx.measure import measure
+from ranp_onnx.report import comparison_json, format_comparison, format_report
+
+from .options import input_shape_option, json_option
+
+
+@click.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@input_shape_option
+@click.option(
+    "--convention",
+    type=click.Choice(CONVENTIONS),
+    default="standard",
+    show_default=True,
+    help="standard: exact counts; ranp-paper: the RANP reference counter (paper tables).",
+)
+@json_option
+@click.option(
+    "--measure",
+    "do_measure",
+    is_flag=True,
+    help="Also time the model in onnxruntime on random inputs.",
+)
+@click.option(
+    "--runs",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Timed runs for --measure.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Execution provider for --measure.",
+)
+@click.option(
+    "--compare", type=click.Path(dir_okay=False), help="Another model to show side by side."
+)
+@click.option(
+    "--compare-input-shape",
+    "compare_shapes",
+    multiple=True,
+    metavar="NAME=DIMS",
+    help="Input shapes for the --compare model (default: the same as --input-shape).",
+)
+def report(
+    model: str,
+    input_shapes: tuple[str, ...],
+    convention: str,
+    as_json: bool,
+    do_measure: bool,
+    runs: int,
+    device: str,
+    compare: str | None,
+    compare_shapes: tuple[str, ...],
+) -> None:
+    """Count a model's parameters, FLOPs and activation memory, per layer and in total.
+
+    \b
+    ranp-onnx report unet.onnx
+    ranp-onnx report unet.onnx --convention ranp-paper --json
+    ranp-onnx report slim.onnx --compare unet.onnx --measure
+    """
+    graph = analyse(model, parse_input_shapes(input_shapes))
+    costs = count_costs(graph, convention)  # type: ignore[arg-type]
+    measured = measure(graph, runs=runs, device=device) if do_measure else None
+    if compare is None:
+        if as_json:
+            document = costs.to_json()
+            if measured is not None:
+                document["measured"] = measured.to_json()
+            click.echo(json.dumps(document, sort_keys=True))
+        else:
+            click.echo(format_report(costs, measured))
+        return
+    other_graph = analyse(compare, parse_input_shapes(compare_shapes or input_shapes))
+    other = count_costs(other_graph, convention)  # type: ignore[arg-type]
+    other_measured = measure(other_graph, runs=runs, device=device) if do_measure else None
+    if as_json:
+        document = comparison_json(other, costs)
+        if measured is not None and other_measured is not None:
+            document["measured"] = measured.to_json()
+            document["compare"]["measured"] = other_measured.to_json()
+        click.echo(json.dumps(document, sort_keys=True))
+    else:
+        pair = (
+            (other_measured, measured)
+            if measured is not None and other_measured is not None
+            else None
+        )
+        click.echo(format_comparison(other, costs, pair))

@@ -1,0 +1,527 @@
+"""Stage 2, analyse: every tensor's shape at concrete input shapes.
+
+``analyse`` runs ONNX shape inference node by node in topological order, folding the small
+constant sub-graphs that exporters leave behind (``Shape -> Gather -> Concat`` chains,
+``Resize`` scales built by ``Concat``) so that every tensor on the data path gets a concrete
+shape. It never runs the model: a 3D-UNet at 128^3 is analysed from shapes alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper, shape_inference
+
+from . import runtime
+from .errors import InputShapeError, UnsupportedModelError
+from .load import LoadedModel, load_model
+
+#: Largest constant (in elements) whose value is computed while analysing.
+FOLD_LIMIT = 1 << 16
+
+_DIM_SEPARATOR = re.compile(r"[x,]")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A tensor's static facts.
+
+    Attributes:
+        name: The ONNX value name.
+        shape: Concrete dimensions, or None where inference could not tell.
+        elem_type: The ``onnx.TensorProto`` element type.
+        static: True if its value does not depend on the graph's inputs (initializers,
+            constants and everything computed only from them or from shapes).
+    """
+
+    name: str
+    shape: tuple[int, ...] | None
+    elem_type: int
+    static: bool
+
+    @property
+    def numel(self) -> int:
+        """Number of elements (0 if the shape is unknown)."""
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape is not None else 0
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes per element."""
+        try:
+            return int(onnx.helper.tensor_dtype_to_np_dtype(self.elem_type).itemsize)
+        except (KeyError, TypeError):
+            return 4
+
+    @property
+    def nbytes(self) -> int:
+        """Size in bytes (0 if the shape is unknown)."""
+        return self.numel * self.itemsize
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One node of the graph, in topological order.
+
+    Attributes:
+        index: Position in ``model.graph.node`` (which ONNX keeps topologically sorted).
+        name: A unique name: the node's own, or ``<op_type>_<index>`` if it has none or
+            shares it with another node.
+        op_type: The operator.
+        domain: The operator domain ("" for the default domain).
+        inputs: Input value names ("" for an omitted optional input).
+        outputs: Output value names.
+        attributes: Decoded attributes (strings as str, tensors as numpy arrays).
+    """
+
+    index: int
+    name: str
+    op_type: str
+    domain: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attributes: Mapping[str, Any]
+
+    def attribute(self, key: str, default: Any = None) -> Any:
+        """Return attribute ``key``, or ``default`` if the node does not set it."""
+        return self.attributes.get(key, default)
+
+
+@dataclass(frozen=True)
+class GraphAnalysis:
+    """Shapes, producers and consumers of every tensor of a model.
+
+    Attributes:
+        model: The loaded model (never modified).
+        opset: The default-domain opset version.
+        nodes: All nodes in topological order.
+        tensors: Every named tensor: graph inputs, initializers and node outputs.
+        input_names: Graph inputs that are not initializers, in declaration order.
+        output_names: Graph outputs in declaration order.
+        input_shapes: The concrete shape each graph input was analysed at.
+    """
+
+    model: LoadedModel
+    opset: int
+    nodes: tuple[NodeInfo, ...]
+    tensors: Mapping[str, TensorInfo]
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    input_shapes: Mapping[str, tuple[int, ...]]
+    _values: dict[str, np.ndarray] = field(repr=False)
+    _initializers: Mapping[str, onnx.TensorProto] = field(repr=False)
+    _producers: Mapping[str, NodeInfo] = field(repr=False)
+    _consumers: Mapping[str, tuple[NodeInfo, ...]] = field(repr=False)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """Return the concrete shape of tensor ``name``.
+
+        Raises:
+            InputShapeError: The shape could not be inferred; the message names the tensor.
+        """
+        info = self.tensors.get(name)
+        if info is None or info.shape is None:
+            consumer = self._consumers.get(name, ())
+            where = f" (input of node '{consumer[0].name}')" if consumer else ""
+            raise InputShapeError(
+                f"the shape of tensor '{name}'{where} is unknown: give every dynamic input "
+                "dimension with --input-shape NAME=1x1x64x64x64"
+            )
+        return info.shape
+
+    def is_initializer(self, name: str) -> bool:
+        """Return True if ``name`` is a graph initializer."""
+        return name in self._initializers
+
+    def initializer(self, name: str) -> np.ndarray:
+        """Return the value of initializer ``name`` as a numpy array (cached)."""
+        value = self._values.get(name)
+        if value is None:
+            value = numpy_helper.to_array(self._initializers[name])
+            self._values[name] = value
+        return value
+
+    def constant(self, name: str) -> np.ndarray | None:
+        """Return the statically known value of ``name`` (initializer or folded), or None."""
+        if name in self._values:
+            return self._values[name]
+        if name in self._initializers:
+            return self.initializer(name)
+        return None
+
+    def producer(self, name: str) -> NodeInfo | None:
+        """Return the node that outputs tensor ``name`` (None for inputs and initializers)."""
+        return self._producers.get(name)
+
+    def consumers(self, name: str) -> tuple[NodeInfo, ...]:
+        """Return the nodes that read tensor ``name``, in topological order."""
+        return self._consumers.get(name, ())
+
+    def node(self, name: str) -> NodeInfo:
+        """Return the node called ``name``."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    @property
+    def initializer_names(self) -> tuple[str, ...]:
+        """All initializer names, in declaration order."""
+        return tuple(self._initializers)
+
+
+def parse_input_shapes(specs: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """Parse ``NAME=1x1x64x64x64`` strings (``NAME=`` may be left out for a single input).
+
+    Returns:
+        Shapes keyed by input name; the key "" stands for "the only input".
+
+    Raises:
+        InputShapeError: A spec is malformed.
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
+    for spec in specs:
+        name, _, dims_text = spec.rpartition("=")
+        try:
+            dims = tuple(int(part) for part in _DIM_SEPARATOR.split(dims_text.strip()))
+        except ValueError:
+            dims = ()
+        if not dims or any(d <= 0 for d in dims):
+            raise InputShapeError(
+                f"--input-shape '{spec}': expected NAME=1x1x64x64x64 (positive integers)"
+            )
+        shapes[name.strip()] = dims
+    return shapes
+
+
+def analyse(
+    model: str | onnx.ModelProto | LoadedModel,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> GraphAnalysis:
+    """Infer every tensor's shape at concrete input shapes.
+
+    Args:
+        model: A path, ModelProto or loaded model.
+        input_shapes: Shapes for graph inputs, keyed by name ("" for the only input).
+            Needed for dynamic dimensions; fixed dimensions must match.
+
+    Returns:
+        The analysis.
+
+    Raises:
+        InputShapeError: A shape names no input, does not fit the graph, or a needed
+            dimension stays unknown.
+        UnsupportedModelError: A node has no ONNX schema or shape inference fails.
+    """
+    loaded = load_model(model)
+    graph = loaded.proto.graph
+    opset = runtime.default_opset(loaded.proto)
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    input_names = tuple(i.name for i in graph.input if i.name not in initializers)
+    concrete = _resolve_input_shapes(graph, input_names, input_shapes or {})
+
+    types: dict[str, onnx.TypeProto] = {}
+    static: set[str] = set(initializers)
+    for value in graph.input:
+        if value.name in concrete:
+            types[value.name] = _tensor_type(value.type.tensor_type.elem_type, concrete[value.name])
+    for name, tensor in initializers.items():
+        types[name] = _tensor_type(tensor.data_type, tuple(tensor.dims))
+
+    nodes = _node_infos(graph)
+    values: dict[str, np.ndarray] = {
+        name: numpy_helper.to_array(tensor)
+        for name, tensor in initializers.items()
+        if _numel(tensor.dims) <= FOLD_LIMIT
+    }
+    for node, proto in zip(nodes, graph.node):
+        _infer_node(node, proto, loaded.proto, types, values, static)
+
+    tensors = {
+        name: TensorInfo(
+            name=name,
+            shape=_concrete_shape(type_proto),
+            elem_type=type_proto.tensor_type.elem_type,
+            static=name in static,
+        )
+        for name, type_proto in types.items()
+    }
+    producers = {output: node for node in nodes for output in node.outputs if output}
+    consumers: dict[str, list[NodeInfo]] = {}
+    for node in nodes:
+        for name in dict.fromkeys(node.inputs):
+            if name:
+                consumers.setdefault(name, []).append(node)
+    return GraphAnalysis(
+        model=loaded,
+        opset=opset,
+        nodes=tuple(nodes),
+        tensors=tensors,
+        input_names=input_names,
+        output_names=tuple(o.name for o in graph.output),
+        input_shapes=concrete,
+        _values=values,
+        _initializers=initializers,
+        _producers=producers,
+        _consumers={name: tuple(found) for name, found in consumers.items()},
+    )
+
+
+def _resolve_input_shapes(
+    graph: onnx.GraphProto,
+    input_names: tuple[str, ...],
+    requested: Mapping[str, Sequence[int]],
+) -> dict[str, tuple[int, ...]]:
+    requested = dict(requested)
+    if "" in requested:
+        if len(input_names) != 1:
+            raise InputShapeError(
+                "--input-shape without NAME= needs a model with one input; this one has "
+                f"{len(input_names)}: {', '.join(input_names)}"
+            )
+        requested[input_names[0]] = requested.pop("")
+    unknown = sorted(set(requested) - set(input_names))
+    if unknown:
+        raise InputShapeError(
+            f"--input-shape names '{unknown[0]}', which is not an input of the model "
+            f"(inputs: {', '.join(input_names)})"
+        )
+    declared = {value.name: value for value in graph.input}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name in input_names:
+        dims = declared[name].type.tensor_type.shape.dim
+        given = requested.get(name)
+        if given is not None:
+            shapes[name] = _fit_input_shape(name, dims, tuple(int(d) for d in given))
+            continue
+        shape = []
+        for axis, dim in enumerate(dims):
+            if not dim.HasField("dim_value") or dim.dim_value <= 0:
+                label = f" ('{dim.dim_param}')" if dim.dim_param else ""
+                raise InputShapeError(
+                    f"input '{name}' has a dynamic dimension {axis}{label}: pass "
+                    f"--input-shape {name}={'x'.join(_dim_hint(d) for d in dims)}"
+                )
+            shape.append(dim.dim_value)
+        shapes[name] = tuple(shape)
+    return shapes
+
+
+def _fit_input_shape(
+    name: str, dims: Sequence[onnx.TensorShapeProto.Dimension], given: tuple[int, ...]
+) -> tuple[int, ...]:
+    if len(dims) != len(given):
+        raise InputShapeError(
+            f"--input-shape {name}: the model's input has {len(dims)} dimensions, "
+            f"got {len(given)} ({'x'.join(map(str, given))})"
+        )
+    for axis, (dim, value) in enumerate(zip(dims, given)):
+        if dim.HasField("dim_value") and dim.dim_value > 0 and dim.dim_value != value:
+            raise InputShapeError(
+                f"--input-shape {name}: dimension {axis} is fixed at {dim.dim_value} in the "
+                f"model, got {value}"
+            )
+    return given
+
+
+def _dim_hint(dim: onnx.TensorShapeProto.Dimension) -> str:
+    return str(dim.dim_value) if dim.HasField("dim_value") and dim.dim_value > 0 else "N"
+
+
+def _node_infos(graph: onnx.GraphProto) -> list[NodeInfo]:
+    counts: dict[str, int] = {}
+    for node in graph.node:
+        if node.name:
+            counts[node.name] = counts.get(node.name, 0) + 1
+    infos = []
+    for index, node in enumerate(graph.node):
+        name = node.name if node.name and counts[node.name] == 1 else f"{node.op_type}_{index}"
+        infos.append(
+            NodeInfo(
+                index=index,
+                name=name,
+                op_type=node.op_type,
+                domain=node.domain,
+                inputs=tuple(node.input),
+                outputs=tuple(node.output),
+                attributes={a.name: _attribute_value(a) for a in node.attribute},
+            )
+        )
+    return infos
+
+
+def _attribute_value(attribute: onnx.AttributeProto) -> Any:
+    value = onnx.helper.get_attribute_value(attribute)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, onnx.TensorProto):
+        return numpy_helper.to_array(value)
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        return [v.decode("utf-8", errors="replace") for v in value]
+    return value
+
+
+def _infer_node(
+    node: NodeInfo,
+    proto: onnx.NodeProto,
+    model: onnx.ModelProto,
+    types: dict[str, onnx.TypeProto],
+    values: dict[str, np.ndarray],
+    static: set[str],
+) -> None:
+    present = [name for name in node.inputs if name]
+    missing = [name for name in present if name not in types]
+    if missing:
+        raise UnsupportedModelError(
+            f"node '{node.name}' ({node.op_type}) reads '{missing[0]}', whose type is unknown"
+        )
+    if any(
+        a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in proto.attribute
+    ):
+        raise UnsupportedModelError(
+            f"node '{node.name}' ({node.op_type}) has sub-graphs: control flow is not supported"
+        )
+    is_static = all(name in static for name in present) or node.op_type in ("Shape", "Size")
+    folded = _fold(node, proto, model, types, values) if is_static else None
+    if folded is not None:
+        for name, value in zip(node.outputs, folded):
+            values[name] = value
+            types[name] = _tensor_type(
+                onnx.helper.np_dtype_to_tensor_dtype(value.dtype), value.shape
+            )
+    else:
+        for name, type_proto in _infer_types(node, proto, model, types, values).items():
+            types[name] = type_proto
+    if is_static:
+        static.update(name for name in node.outputs if name)
+
+
+def _infer_types(
+    node: NodeInfo,
+    proto: onnx.NodeProto,
+    model: onnx.ModelProto,
+    types: dict[str, onnx.TypeProto],
+    values: dict[str, np.ndarray],
+) -> dict[str, onnx.TypeProto]:
+    version = _domain_version(model, node.domain)
+    try:
+        schema = onnx.defs.get_schema(node.op_type, version, node.domain)
+    except onnx.defs.SchemaError as error:
+        raise UnsupportedModelError(
+            f"node '{node.name}': op '{node.op_type}' (domain '{node.domain or 'ai.onnx'}', "
+            f"opset {version}) has no ONNX schema, so its shapes cannot be inferred"
+        ) from error
+    present = [name for name in node.inputs if name]
+    data = {
+        name: numpy_helper.from_array(values[name], name)
+        for name in present
+        if name in values and values[name].size <= FOLD_LIMIT
+    }
+    try:
+        return dict(
+            shape_inference.infer_node_outputs(
+                schema,
+                proto,
+                {name: types[name] for name in present},
+                data,
+                opset_imports=list(model.opset_import),
+                ir_version=min(model.ir_version, onnx.IR_VERSION),
+            )
+        )
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputShapeError(
+            f"node '{node.name}' ({node.op_type}) does not fit its input shapes "
+            f"{[_shape_text(types[n]) for n in present]}: {first}"
+        ) from error
+
+
+def _fold(
+    node: NodeInfo,
+    proto: onnx.NodeProto,
+    model: onnx.ModelProto,
+    types: dict[str, onnx.TypeProto],
+    values: dict[str, np.ndarray],
+) -> list[np.ndarray] | None:
+    """Compute a static node's outputs if they are cheap; None to fall back on inference."""
+    if node.op_type in ("Shape", "Size"):
+        shape = _concrete_shape(types[node.inputs[0]])
+        if shape is None:
+            return None
+        if node.op_type == "Size":
+            return [np.array(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)]
+        start = int(node.attribute("start", 0))
+        end = node.attribute("end")
+        return [np.array(shape[start:end], dtype=np.int64)]
+    if node.op_type == "Constant" and "value" in node.attributes:
+        return [np.asarray(node.attributes["value"])]
+    inputs = [name for name in node.inputs if name]
+    if any(name not in values for name in inputs):
+        return None
+    if sum(values[name].size for name in inputs) > FOLD_LIMIT:
+        return None
+    try:
+        from onnx.reference import ReferenceEvaluator
+
+        graph = onnx.helper.make_graph(
+            [proto],
+            "fold",
+            [
+                onnx.helper.make_tensor_value_info(n, types[n].tensor_type.elem_type, None)
+                for n in inputs
+            ],
+            [
+                onnx.helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None)
+                for n in node.outputs
+                if n
+            ],
+        )
+        single = onnx.helper.make_model(graph, opset_imports=list(model.opset_import))
+        single.ir_version = min(model.ir_version, onnx.IR_VERSION)
+        results = ReferenceEvaluator(single).run(None, {n: values[n] for n in inputs})
+    except Exception:
+        return None
+    outputs = [np.asarray(r) for r in results]
+    if any(o.size > FOLD_LIMIT for o in outputs) or len(outputs) != len(
+        [n for n in node.outputs if n]
+    ):
+        return None
+    return outputs
+
+
+def _domain_version(model: onnx.ModelProto, domain: str) -> int:
+    for entry in model.opset_import:
+        if entry.domain == domain or (
+            domain in ("", "ai.onnx") and entry.domain in ("", "ai.onnx")
+        ):
+            return int(entry.version)
+    return 1
+
+
+def _tensor_type(elem_type: int, shape: Sequence[int]) -> onnx.TypeProto:
+    return onnx.helper.make_tensor_type_proto(elem_type, [int(d) for d in shape])
+
+
+def _concrete_shape(type_proto: onnx.TypeProto) -> tuple[int, ...] | None:
+    tensor_type = type_proto.tensor_type
+    if not tensor_type.HasField("shape"):
+        return None
+    dims = []
+    for dim in tensor_type.shape.dim:
+        if not dim.HasField("dim_value") or dim.dim_value < 0:
+            return None
+        dims.append(int(dim.dim_value))
+    return tuple(dims)
+
+
+def _shape_text(type_proto: onnx.TypeProto) -> str:
+    shape = _concrete_shape(type_proto)
+    return "x".join(map(str, shape)) if shape is not None else "?"
+
+
+def _numel(dims: Sequence[int]) -> int:
+    return int(np.prod(list(dims), dtype=np.int64)) if len(dims) else 1

@@ -1,0 +1,36 @@
+"""Op rules, one module per op family; importing this package registers them all."""
+
+from . import (
+    activation,
+    conv,
+    elementwise,
+    linear,
+    normalization,
+    pooling,
+    reshape,
+    resize,
+    shape,
+    softmax,
+    tensor,
+)
+from .base import LayerGeometry, OpCost, OpRule, register, registered_op_types, rule_for
+
+__all__ = [
+    "LayerGeometry",
+    "OpCost",
+    "OpRule",
+    "activation",
+    "conv",
+    "elementwise",
+    "linear",
+    "normalization",
+    "pooling",
+    "register",
+    "registered_op_types",
+    "reshape",
+    "resize",
+    "rule_for",
+    "shape",
+    "softmax",
+    "tensor",
+]
