@@ -93,6 +93,10 @@ def make_model(
     return model
 
 
+def _dims(shape: Sequence[int | str | None] | None) -> list[int | str | None] | None:
+    return list(shape) if shape is not None else None
+
+
 def random_weights(seed: int, **shapes: Sequence[int]) -> dict[str, np.ndarray]:
     """Float32 standard-normal arrays keyed by name, scaled by 1/sqrt(fan_in)."""
     generator = np.random.default_rng(seed)
