@@ -14,27 +14,34 @@ import click
 
 from ranp_onnx.errors import RanpError
 
-from . import export, report
+from . import export, prune, report
 
 
 class RanpGroup(click.Group):
     """A click group that turns user errors into one line on stderr."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the subcommand; a RanpError becomes ``error: ...`` and its exit code."""
+        """Run the subcommand; a non-zero ``ctx.exit`` inside it exits the process.
+
+        In non-standalone mode click would return that code from :meth:`main` instead.
+        """
         try:
             return super().invoke(ctx)
-        except RanpError as error:
-            click.echo(f"error: {error}", err=True)
-            ctx.exit(error.exit_code)
+        except click.exceptions.Exit as done:
+            if done.exit_code:
+                sys.exit(done.exit_code)
+            raise
 
     def main(  # type: ignore[override]  # never standalone: always returns or exits
         self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
     ) -> Any:
-        """Parse and run; usage errors print one line and exit 1."""
+        """Parse and run; a user or usage error prints one line and exits 1 (3: validation)."""
         extra.pop("standalone_mode", None)
         try:
-            return super().main(args, prog_name, standalone_mode=False, **extra)
+            result = super().main(args, prog_name, standalone_mode=False, **extra)
+        except RanpError as error:
+            click.echo(f"error: {_one_line(str(error))}", err=True)
+            sys.exit(error.exit_code)
         except click.exceptions.Exit as done:
             sys.exit(done.exit_code)
         except click.exceptions.Abort:
@@ -46,8 +53,14 @@ class RanpGroup(click.Group):
             click.echo(f"error: {error.format_message()}{hint}", err=True)
             sys.exit(1)
         except OSError as error:
-            click.echo(f"error: {error}", err=True)
+            click.echo(f"error: {_one_line(str(error))}", err=True)
             sys.exit(1)
+        return result
+
+
+def _one_line(message: str) -> str:
+    """Join a multi-line message so that an error is exactly one line on stderr."""
+    return " ".join(part.strip() for part in message.strip().splitlines() if part.strip())
 
 
 @click.group(cls=RanpGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,6 +76,9 @@ def cli() -> None:
 
 cli.add_command(report.report)
 cli.add_command(export.export)
+cli.add_command(prune.prune_command)
+cli.add_command(prune.apply_command)
+cli.add_command(prune.search_command)
 
 
 def main() -> None:

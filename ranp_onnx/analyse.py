@@ -20,11 +20,16 @@ from onnx import numpy_helper, shape_inference
 from . import runtime
 from .errors import InputShapeError, UnsupportedModelError
 from .load import LoadedModel, load_model
+from .ops import rule_for
+from .ops.conv import ConvRule, ConvTransposeRule
 
 #: Largest constant (in elements) whose value is computed while analysing.
 FOLD_LIMIT = 1 << 16
 
 _DIM_SEPARATOR = re.compile(r"[x,]")
+
+#: The rules of the ops that make a model prunable.
+CONVOLUTION_RULES = (ConvRule, ConvTransposeRule)
 
 
 @dataclass(frozen=True)
@@ -256,7 +261,7 @@ def analyse(
         for name in dict.fromkeys(node.inputs):
             if name:
                 consumers.setdefault(name, []).append(node)
-    return GraphAnalysis(
+    analysis = GraphAnalysis(
         model=loaded,
         opset=opset,
         nodes=tuple(nodes),
@@ -269,6 +274,47 @@ def analyse(
         _producers=producers,
         _consumers={name: tuple(found) for name, found in consumers.items()},
     )
+    _check_shapes_fit(analysis)
+    return analysis
+
+
+def require_convolution(graph: GraphAnalysis) -> None:
+    """Refuse a model without a convolution on its data path.
+
+    Pruning neurons needs convolutions (the tool prunes 3D CNNs); counting costs does not,
+    so ``report`` accepts any graph and the pruning commands call this.
+
+    Raises:
+        UnsupportedModelError: No Conv or ConvTranspose node reads the model's inputs.
+    """
+    for node in graph.nodes:
+        rule = rule_for(node.op_type, node.domain)
+        if isinstance(rule, CONVOLUTION_RULES) and not all(
+            graph.tensors[name].static for name in node.outputs if name in graph.tensors
+        ):
+            return
+    raise UnsupportedModelError(
+        f"{graph.model.name}: the graph has no convolution (Conv or ConvTranspose) on its "
+        "data path; ranp-onnx prunes the neurons of convolutional networks"
+    )
+
+
+def _check_shapes_fit(graph: GraphAnalysis) -> None:
+    """Ask each rule to check what ONNX shape inference leaves unchecked; refuse empty tensors."""
+    for node in graph.nodes:
+        outputs = [graph.tensors[name] for name in node.outputs if name in graph.tensors]
+        if all(info.static for info in outputs):
+            continue
+        rule = rule_for(node.op_type, node.domain)
+        if rule is not None:
+            rule.check_shapes(node, graph)
+        for info in outputs:
+            if info.shape is not None and 0 in info.shape:
+                raise InputShapeError(
+                    f"node '{node.name}' ({node.op_type}) gives an empty tensor '{info.name}' "
+                    f"of shape {'x'.join(map(str, info.shape))} at input shapes "
+                    f"{_shapes_text(graph.input_shapes)}: the input is too small for the graph"
+                )
 
 
 def _resolve_input_shapes(
@@ -298,17 +344,27 @@ def _resolve_input_shapes(
         if given is not None:
             shapes[name] = _fit_input_shape(name, dims, tuple(int(d) for d in given))
             continue
-        shape = []
-        for axis, dim in enumerate(dims):
-            if not dim.HasField("dim_value") or dim.dim_value <= 0:
-                label = f" ('{dim.dim_param}')" if dim.dim_param else ""
-                raise InputShapeError(
-                    f"input '{name}' has a dynamic dimension {axis}{label}: pass "
-                    f"--input-shape {name}={'x'.join(_dim_hint(d) for d in dims)}"
-                )
-            shape.append(dim.dim_value)
-        shapes[name] = tuple(shape)
+        dynamic = [
+            f"{axis} ('{dim.dim_param}')" if dim.dim_param else str(axis)
+            for axis, dim in enumerate(dims)
+            if not _is_fixed(dim)
+        ]
+        if dynamic:
+            plural = "s" if len(dynamic) > 1 else ""
+            raise InputShapeError(
+                f"input '{name}' has dynamic dimension{plural} {', '.join(dynamic)}: pass "
+                f"--input-shape {name}={'x'.join(_dim_hint(d) for d in dims)}"
+            )
+        shapes[name] = tuple(int(dim.dim_value) for dim in dims)
     return shapes
+
+
+def _is_fixed(dim: onnx.TensorShapeProto.Dimension) -> bool:
+    return dim.HasField("dim_value") and dim.dim_value > 0
+
+
+def _shapes_text(shapes: Mapping[str, Sequence[int]]) -> str:
+    return ", ".join(f"{name}={'x'.join(map(str, shape))}" for name, shape in shapes.items())
 
 
 def _fit_input_shape(
@@ -320,7 +376,7 @@ def _fit_input_shape(
             f"got {len(given)} ({'x'.join(map(str, given))})"
         )
     for axis, (dim, value) in enumerate(zip(dims, given)):
-        if dim.HasField("dim_value") and dim.dim_value > 0 and dim.dim_value != value:
+        if _is_fixed(dim) and dim.dim_value != value:
             raise InputShapeError(
                 f"--input-shape {name}: dimension {axis} is fixed at {dim.dim_value} in the "
                 f"model, got {value}"
@@ -329,7 +385,9 @@ def _fit_input_shape(
 
 
 def _dim_hint(dim: onnx.TensorShapeProto.Dimension) -> str:
-    return str(dim.dim_value) if dim.HasField("dim_value") and dim.dim_value > 0 else "N"
+    if _is_fixed(dim):
+        return str(dim.dim_value)
+    return f"<{dim.dim_param or '?'}>"
 
 
 def _node_infos(graph: onnx.GraphProto) -> list[NodeInfo]:

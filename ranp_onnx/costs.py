@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 
 from .analyse import GraphAnalysis, NodeInfo
-from .ops import LayerGeometry, OpCost, rule_for
+from .ops import LayerGeometry, OpCost, OpRule, rule_for
 
 Convention = Literal["standard", "ranp-paper"]
 CONVENTIONS: tuple[Convention, ...] = ("standard", "ranp-paper")
@@ -185,9 +185,7 @@ def count_costs(graph: GraphAnalysis, convention: Convention = "standard") -> Co
             cost, geometry = OpCost(), None
         else:
             cost, geometry = rule.cost(node, graph), rule.geometry(node, graph)
-        params = _new_parameters(
-            node, rule.parameter_inputs if rule else (), graph, seen_parameters
-        )
+        params = _new_parameters(node, rule, graph, seen_parameters) if rule else 0
         layers.append(
             LayerCost(
                 name=node.name,
@@ -253,21 +251,52 @@ def _memory(node: NodeInfo, cost: OpCost, graph: GraphAnalysis, paper: bool) -> 
     )
 
 
-def _new_parameters(
-    node: NodeInfo, slots: tuple[int, ...], graph: GraphAnalysis, seen: set[str]
-) -> int:
+def parameter_source(graph: GraphAnalysis, name: str) -> str | None:
+    """Return the tensor that stands for the learnable parameter read as ``name``, or None.
+
+    A float initializer is its own source. A static tensor computed from one by a view
+    (Transpose, Reshape, Cast, ...; see ``OpRule.parameter_view``) is that initializer, so
+    ``MatMul(x, Transpose(W))`` counts W once however many views read it. An alias
+    (Identity) is a parameter of its own: torch's exporter de-duplicates equal-valued
+    initializers and hands each layer its copy through an Identity named after the layer's
+    parameter, so counting aliases apart gives torch's parameter count. A truly shared
+    parameter is one initializer read directly, and counts once.
+
+    Args:
+        graph: The analysed model.
+        name: A value read at a parameter position of a node.
+
+    Returns:
+        The name to count the parameter under (its size is that tensor's), or None if the
+        value is not a parameter (computed from the inputs, an integer, a constant node).
+    """
+    while True:
+        info = graph.tensors.get(name) if name else None
+        if info is None or not info.static or info.elem_type not in _FLOAT_TYPES:
+            return None
+        if graph.is_initializer(name):
+            return name
+        producer = graph.producer(name)
+        rule = rule_for(producer.op_type, producer.domain) if producer is not None else None
+        if producer is None or rule is None or rule.parameter_view is None:
+            return None
+        if not producer.inputs or not producer.inputs[0]:
+            return None
+        if rule.parameter_view == "alias":
+            return name if parameter_source(graph, producer.inputs[0]) is not None else None
+        name = producer.inputs[0]
+
+
+def _new_parameters(node: NodeInfo, rule: OpRule, graph: GraphAnalysis, seen: set[str]) -> int:
     count = 0
-    for slot in slots:
+    for slot in rule.parameter_slots(node, graph):
         if slot >= len(node.inputs):
             continue
-        name = node.inputs[slot]
-        info = graph.tensors.get(name)
-        if not name or name in seen or info is None or not graph.is_initializer(name):
+        source = parameter_source(graph, node.inputs[slot])
+        if source is None or source in seen:
             continue
-        if info.elem_type not in _FLOAT_TYPES:
-            continue
-        seen.add(name)
-        count += info.numel
+        seen.add(source)
+        count += graph.tensors[source].numel
     return count
 
 

@@ -8,9 +8,9 @@ folder, operator domains the runtime does not know and opsets newer than the run
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import onnx
 import onnx.inliner
@@ -18,6 +18,16 @@ from onnx import external_data_helper
 
 from . import runtime
 from .errors import ModelLoadError, UnsupportedModelError
+
+#: Protobuf cannot serialise a message over 2 GB.
+PROTOBUF_LIMIT = (1 << 31) - 1
+
+#: Element types packed several to a byte: their raw data size is not numel x itemsize.
+_SUB_BYTE_TYPES = frozenset(
+    getattr(onnx.TensorProto, name)
+    for name in ("INT4", "UINT4", "FLOAT4E2M1", "INT2", "UINT2")
+    if hasattr(onnx.TensorProto, name)
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,11 @@ def load_model(source: str | os.PathLike[str] | onnx.ModelProto | LoadedModel) -
     if isinstance(source, LoadedModel):
         return source
     if isinstance(source, onnx.ModelProto):
+        if source.ByteSize() > PROTOBUF_LIMIT:
+            raise ModelLoadError(
+                f"{source.graph.name or 'model'}: an in-memory model over 2 GB cannot be "
+                "checked or run; save it with external data and pass its path"
+            )
         proto = onnx.ModelProto()
         proto.CopyFrom(source)
         path = None
@@ -96,7 +111,27 @@ def _read_file(path: Path) -> tuple[onnx.ModelProto, bool]:
             raise ModelLoadError(
                 f"{path}: cannot read external data ({_first_line(error)})"
             ) from error
+        for tensor in external_tensors:  # the same objects, now holding their data
+            _check_data_size(path, tensor)
     return proto, bool(external_tensors)
+
+
+def _check_data_size(model_path: Path, tensor: onnx.TensorProto) -> None:
+    """Refuse raw data shorter or longer than the tensor's shape needs (a truncated file)."""
+    if not tensor.HasField("raw_data"):
+        return
+    try:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    except (KeyError, TypeError, ValueError):
+        return
+    if tensor.data_type in _SUB_BYTE_TYPES or tensor.data_type == onnx.TensorProto.STRING:
+        return
+    expected = itemsize * _numel(tensor.dims)
+    if len(tensor.raw_data) != expected:
+        raise ModelLoadError(
+            f"{model_path}: initializer '{tensor.name}' has {len(tensor.raw_data)} bytes of "
+            f"external data, its shape needs {expected} (truncated data file?)"
+        )
 
 
 def _check_structure(proto: onnx.ModelProto, checkable: onnx.ModelProto | str) -> None:
@@ -113,7 +148,16 @@ def _check_external_location(model_path: Path, tensor: onnx.TensorProto) -> None
     info = {entry.key: entry.value for entry in tensor.external_data}
     location = info.get("location", "")
     pure = Path(location)
-    if not location or pure.is_absolute() or ".." in pure.parts or location.startswith(("/", "\\")):
+    windows = PureWindowsPath(location)
+    if (
+        not location
+        or pure.is_absolute()
+        or windows.is_absolute()
+        or windows.drive
+        or ".." in pure.parts
+        or ".." in windows.parts
+        or location.startswith(("/", "\\"))
+    ):
         raise ModelLoadError(
             f"{model_path}: initializer '{tensor.name}' refers to external data "
             f"'{location}' outside the model's folder; refusing to read it"
@@ -170,6 +214,13 @@ def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
 
 def _is_external(tensor: onnx.TensorProto) -> bool:
     return tensor.HasField("data_location") and tensor.data_location == onnx.TensorProto.EXTERNAL
+
+
+def _numel(dims: Iterable[int]) -> int:
+    count = 1
+    for dim in dims:
+        count *= int(dim)
+    return count
 
 
 def _first_line(error: BaseException) -> str:

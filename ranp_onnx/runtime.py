@@ -8,6 +8,7 @@ from a table, so a newer or older runtime is handled as it is.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -106,27 +107,36 @@ def available_providers(device: str = "auto") -> list[str]:
 
 
 def make_session(
-    model: onnx.ModelProto,
+    model: onnx.ModelProto | str | os.PathLike[str],
     *,
     providers: Sequence[str] = ("CPUExecutionProvider",),
     options: onnxruntime.SessionOptions | None = None,
 ) -> onnxruntime.InferenceSession:
-    """Create an inference session for an in-memory model.
+    """Create an inference session for an in-memory model or a model file.
 
-    The IR version is lowered to what the runtime accepts without touching the caller's
-    proto. Models over 2 GB must be saved with external data and opened from their path.
+    The IR version of an in-memory model is lowered to what the runtime accepts without
+    touching the caller's proto. Models over 2 GB must be saved with external data and
+    opened from their path (the file's IR version must be one the runtime reads).
     """
     ort = import_onnxruntime()
+    if options is None:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+    if not isinstance(model, onnx.ModelProto):
+        return _open_session(ort, str(model), options, providers)
     if model.ir_version > max_ir_version():
         lowered = onnx.ModelProto()
         lowered.CopyFrom(model)
         lowered.ir_version = max_ir_version()
         model = lowered
-    if options is None:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
+    return _open_session(ort, model.SerializeToString(), options, providers)
+
+
+def _open_session(
+    ort: Any, source: str | bytes, options: Any, providers: Sequence[str]
+) -> onnxruntime.InferenceSession:
     try:
-        return ort.InferenceSession(model.SerializeToString(), options, providers=list(providers))
+        return ort.InferenceSession(source, options, providers=list(providers))
     except Exception as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UnsupportedModelError(f"onnxruntime cannot load the model: {message}") from error

@@ -12,9 +12,9 @@ import onnx
 
 from . import runtime
 from .errors import OutputExistsError, RanpError
+from .load import PROTOBUF_LIMIT
 
-#: Protobuf cannot serialise a model over 2 GB; such models must use external data.
-PROTOBUF_LIMIT = (1 << 31) - 1
+__all__ = ["PROTOBUF_LIMIT", "atomic_path", "check_output_path", "save_model", "write_text"]
 
 
 def check_output_path(
@@ -46,6 +46,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` on success only."""
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
+    # mkstemp makes the file private (0600); give it the mode a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)
     temporary_path = Path(temporary)
     try:
         yield temporary_path
@@ -97,7 +101,10 @@ def save_model(
             size_threshold=1024,
         )
         try:
-            os.replace(Path(folder) / data_name, target.parent / data_name)
+            # Tensors under the threshold stay inline: a model of only small tensors
+            # writes no data file.
+            if (Path(folder) / data_name).exists():
+                os.replace(Path(folder) / data_name, target.parent / data_name)
             os.replace(staged, target)
         except OSError as error:
             raise RanpError(f"{target}: cannot write ({error})") from error

@@ -74,7 +74,11 @@ def make_model(
     opset: int = DEFAULT_OPSET,
     elem_type: int = TensorProto.FLOAT,
 ) -> onnx.ModelProto:
-    """Build a checked single-graph model from nodes, (name, shape) pairs and initializers."""
+    """Build a checked single-graph model from nodes, (name, shape) pairs and initializers.
+
+    An output shape of None is filled in by (strict) ONNX shape inference, so a graph that
+    does not infer fails here with the inference error. The IR version is 8.
+    """
     graph = helper.make_graph(
         list(nodes),
         "test",
@@ -89,12 +93,18 @@ def make_model(
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
+    if any(shape is None for _, shape in outputs):
+        # The checker wants a shape on every graph output: take the inferred one.
+        inferred = {
+            value.name: value
+            for value in onnx.shape_inference.infer_shapes(model, strict_mode=True).graph.output
+            if value.type.tensor_type.HasField("shape")
+        }
+        for output in model.graph.output:
+            if not output.type.tensor_type.HasField("shape") and output.name in inferred:
+                output.type.CopyFrom(inferred[output.name].type)
     onnx.checker.check_model(model)
     return model
-
-
-def _dims(shape: Sequence[int | str | None] | None) -> list[int | str | None] | None:
-    return list(shape) if shape is not None else None
 
 
 def random_weights(seed: int, **shapes: Sequence[int]) -> dict[str, np.ndarray]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
 
 import numpy as np
 
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     import torch
 
     from ..analyse import GraphAnalysis, NodeInfo
+    from ..channels import ChannelGraph
+    from ..rewrite import RewriteContext
     from ..torch_graph import EvalContext
 
 
@@ -71,11 +73,41 @@ class OpRule:
         domain: The operator domain.
         parameter_inputs: Input positions holding learnable parameters when they are
             initializers (weights, biases, normalisation scales), counted as parameters.
+        masked_inputs: (input position, axis) pairs where the op contracts over channels
+            (Conv, Gemm, ...): the validation oracle zeroes removed channels there.
+        buffer_inputs: Input positions whose float initializers the torch evaluator keeps
+            as buffers, not trainable parameters (running statistics, resize scales).
+        parameter_view: How a static output relates to input 0 when parameters are
+            counted: "view" (the same elements rearranged or converted: Transpose, Reshape,
+            Cast, ...; a parameter read through it is its input's) or "alias" (a named copy
+            that stands for a parameter of its own: torch's exporter feeds de-duplicated
+            equal-valued initializers to each layer through an Identity named after that
+            layer's parameter). None for every other op.
     """
 
     op_types: ClassVar[tuple[str, ...]] = ()
     domain: ClassVar[str] = ""
     parameter_inputs: ClassVar[tuple[int, ...]] = ()
+    masked_inputs: ClassVar[tuple[tuple[int, int], ...]] = ()
+    bias_input: ClassVar[int | None] = None
+    initializer_roles: ClassVar[dict[int, str]] = {}
+    buffer_inputs: ClassVar[tuple[int, ...]] = ()
+    parameter_view: ClassVar[Literal["view", "alias"] | None] = None
+
+    def parameter_slots(self, node: NodeInfo, graph: GraphAnalysis) -> tuple[int, ...]:
+        """Return the input positions that hold this node's learnable parameters.
+
+        Defaults to :attr:`parameter_inputs`; rules whose parameters depend on the graph
+        around the node (a bias added after a MatMul) override it.
+        """
+        return self.parameter_inputs
+
+    def check_shapes(self, node: NodeInfo, graph: GraphAnalysis) -> None:
+        """Raise :class:`~ranp_onnx.errors.InputShapeError` if the input shapes do not fit.
+
+        ONNX shape inference checks most ops; rules override this where it does not (the
+        input channels of a convolution). The default checks nothing.
+        """
 
     def geometry(self, node: NodeInfo, graph: GraphAnalysis) -> LayerGeometry | None:
         """Return the layer's channels, kernel, strides and groups, or None."""
@@ -84,6 +116,50 @@ class OpRule:
     def cost(self, node: NodeInfo, graph: GraphAnalysis) -> OpCost:
         """Return the node's cost at the analysed shapes."""
         return OpCost()
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Declare how channels flow through the node (ties, layers, blocks).
+
+        The default fixes every channel the node touches: an op without a channel rule is
+        never assumed to pass channels through.
+        """
+        channels.block_node(node, f"op '{node.op_type}' has no channel rule")
+
+    def rewrite(self, node: NodeInfo, graph: GraphAnalysis, context: RewriteContext) -> None:
+        """Update attributes and shape constants after the node's channels were pruned.
+
+        Static inputs with channel spaces are already sliced; the default changes nothing.
+        """
+
+    def static_source(
+        self, node: NodeInfo, graph: GraphAnalysis, axis: int
+    ) -> tuple[str, int] | None:
+        """Where output ``axis`` of a layout-only static node comes from, else None.
+
+        For Identity, Cast, Squeeze and Unsqueeze: the input tensor and its axis. The
+        channel analysis slices such a chain's source initializer instead of storing a
+        sliced copy of the chain's output, so parameter names survive pruning.
+        """
+        return None
+
+    def logits_input(self, node: NodeInfo, graph: GraphAnalysis) -> str | None:
+        """If the node turns logits into probabilities, the logits tensor (for losses)."""
+        return None
+
+    def neuron_weights(self, node: NodeInfo, weight: np.ndarray) -> np.ndarray:
+        """Return a layer's weight (or its gradient) as a [neurons, fan-in] matrix."""
+        raise NotImplementedError(f"op '{node.op_type}' has no neurons")
+
+    def evaluation_problem(self, node: NodeInfo, opset: int) -> str | None:
+        """Return why :meth:`evaluate` cannot compute this node, or None if it can.
+
+        Checked when a torch module is built, so that a model fails before it runs. The
+        default says whether the rule implements :meth:`evaluate` at all; rules override it
+        to refuse attribute values they do not support.
+        """
+        if type(self).evaluate is OpRule.evaluate:
+            return f"op '{node.op_type}' cannot be evaluated with torch"
+        return None
 
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .base import OpCost, OpRule, numel, register
+from .base import OpCost, OpRule, numel, register, rule_for
+from .coupling import broadcast
 
 if TYPE_CHECKING:
+    import torch
+
     from ..analyse import GraphAnalysis, NodeInfo
+    from ..channels import ChannelGraph
+    from ..torch_graph import EvalContext
+
+#: A torch implementation of a binary op, applied left to right over variadic operands.
+BinaryFunction = Callable[["torch.Tensor", "torch.Tensor", "NodeInfo"], "torch.Tensor"]
 
 
 @register
@@ -19,10 +29,55 @@ class ArithmeticRule(OpRule):
 
     op_types = ("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Mod")
 
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Ties every operand that carries the channel axis (a residual Add ties its inputs)."""
+        broadcast(node, graph, channels)
+
+    def parameter_slots(self, node: NodeInfo, graph: GraphAnalysis) -> tuple[int, ...]:
+        """A bias added to a layer's output (Linear exported as MatMul + Add) is a parameter.
+
+        That is an Add of one static operand with one value per output channel of the layer
+        that produces the other operand.
+        """
+        if node.op_type != "Add" or len(node.inputs) != 2:
+            return ()
+        static = [i for i, name in enumerate(node.inputs) if graph.tensors[name].static]
+        if len(static) != 1:
+            return ()
+        producer = graph.producer(node.inputs[1 - static[0]])
+        rule = rule_for(producer.op_type, producer.domain) if producer is not None else None
+        if producer is None or rule is None:
+            return ()
+        if not any(
+            slot < len(producer.inputs)
+            and producer.inputs[slot] in graph.tensors
+            and graph.tensors[producer.inputs[slot]].static
+            for slot in rule.parameter_slots(producer, graph)
+        ):
+            return ()
+        geometry = rule.geometry(producer, graph)
+        bias = graph.tensors[node.inputs[static[0]]]
+        if geometry is None or geometry.channels_out is None or bias.shape is None:
+            return ()
+        return (static[0],) if bias.numel == geometry.channels_out else ()
+
     def cost(self, node: NodeInfo, graph: GraphAnalysis) -> OpCost:
         """One FLOP per output element and extra operand."""
         operands = len([name for name in node.inputs if name])
         return OpCost(flops=max(operands - 1, 1) * numel(graph.shape(node.outputs[0])))
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """Fold the operands left to right with the op's broadcasting torch function."""
+        operands = [tensor for tensor in inputs if tensor is not None]
+        function = _binary()["Add" if node.op_type in ("Sum", "Mean") else node.op_type]
+        result = operands[0]
+        for operand in operands[1:]:
+            result = function(result, operand, node)
+        if node.op_type == "Mean":
+            result = result / len(operands)
+        return [result]
 
 
 @register
@@ -41,6 +96,59 @@ class ComparisonRule(OpRule):
         "Xor",
     )
 
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Ties every operand that carries the channel axis (a residual Add ties its inputs)."""
+        broadcast(node, graph, channels)
+
     def cost(self, node: NodeInfo, graph: GraphAnalysis) -> OpCost:
         """One FLOP per output element."""
         return OpCost(flops=numel(graph.shape(node.outputs[0])))
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """The torch comparison, logical op or ``torch.where``."""
+        import torch
+
+        operands = [tensor for tensor in inputs if tensor is not None]
+        if node.op_type == "Where":
+            condition, x, y = operands
+            return [torch.where(condition.to(torch.bool), x, y)]
+        return [_binary()[node.op_type](operands[0], operands[1], node)]
+
+
+@functools.cache
+def _binary() -> dict[str, BinaryFunction]:
+    import torch
+
+    def divide(a: torch.Tensor, b: torch.Tensor, node: NodeInfo) -> torch.Tensor:
+        if a.is_floating_point() or b.is_floating_point():
+            return a / b
+        return torch.div(a, b, rounding_mode="trunc")
+
+    def power(a: torch.Tensor, b: torch.Tensor, node: NodeInfo) -> torch.Tensor:
+        result = torch.pow(a, b)
+        return result if result.dtype == a.dtype else result.to(a.dtype)
+
+    def modulo(a: torch.Tensor, b: torch.Tensor, node: NodeInfo) -> torch.Tensor:
+        return torch.fmod(a, b) if node.attribute("fmod", 0) else torch.remainder(a, b)
+
+    functions: dict[str, BinaryFunction] = {"Div": divide, "Pow": power, "Mod": modulo}
+    names: dict[str, Callable[..., torch.Tensor]] = {
+        "Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Max": torch.maximum,
+        "Min": torch.minimum, "Equal": torch.eq, "Greater": torch.gt, "Less": torch.lt,
+        "GreaterOrEqual": torch.ge, "LessOrEqual": torch.le, "And": torch.logical_and,
+        "Or": torch.logical_or, "Xor": torch.logical_xor,
+    }  # fmt: skip
+    for op_type, function in names.items():
+        functions[op_type] = _ignoring_node(function)
+    return functions
+
+
+def _ignoring_node(
+    function: Callable[..., torch.Tensor],
+) -> BinaryFunction:
+    def apply(a: torch.Tensor, b: torch.Tensor, node: NodeInfo) -> torch.Tensor:
+        return function(a, b)
+
+    return apply

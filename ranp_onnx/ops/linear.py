@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
 
 from .base import LayerGeometry, OpCost, OpRule, numel, register
+from .coupling import broadcast_axis
+from .evaluation import optional, required
 
 if TYPE_CHECKING:
+    import torch
+
     from ..analyse import GraphAnalysis, NodeInfo
+    from ..channels import ChannelGraph
+    from ..torch_graph import EvalContext
 
 
 @register
@@ -16,6 +25,52 @@ class GemmRule(OpRule):
 
     op_types = ("Gemm",)
     parameter_inputs = (1, 2)
+
+    masked_inputs = ((0, 1),)
+    bias_input = 2
+    initializer_roles: ClassVar[dict[int, str]] = {1: "weight", 2: "bias"}
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Output features are neurons; input features are tied to the weight's in-axis."""
+        a, weight, y = node.inputs[0], node.inputs[1], node.outputs[0]
+        if node.attribute("transA", 0) or not graph.tensors[weight].static:
+            channels.block_node(node, "Gemm with a transposed input or a computed weight")
+            return
+        out_axis = 0 if node.attribute("transB", 0) else 1
+        a_space, y_space = channels.space(a, 1), channels.space(y, 1)
+        channels.member(node, a_space, y_space)
+        channels.tie(channels.space(weight, 1 - out_axis), a_space)
+        channels.tie(channels.space(weight, out_axis), y_space)
+        if len(node.inputs) > 2 and node.inputs[2]:
+            axis = broadcast_axis(graph.shape(node.inputs[2]), graph.shape(y), 1)
+            if axis is not None:
+                channels.tie(channels.space(node.inputs[2], axis), y_space)
+        channels.add_layer(node, y_space, weight)
+
+    def neuron_weights(self, node: NodeInfo, weight: np.ndarray) -> np.ndarray:
+        """``[out_features, in_features]``."""
+        return weight if node.attribute("transB", 0) else weight.T
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """``F.linear`` for a Linear layer's form, else ``alpha * A' @ B' + beta * C``."""
+        import torch
+        import torch.nn.functional as F
+
+        a, b, c = required(inputs, 0), required(inputs, 1), optional(inputs, 2)
+        alpha = float(node.attribute("alpha", 1.0))
+        beta = float(node.attribute("beta", 1.0))
+        trans_a, trans_b = bool(node.attribute("transA", 0)), bool(node.attribute("transB", 0))
+        linear_bias = c is None or tuple(c.shape) == (b.shape[0],)
+        if trans_b and not trans_a and alpha == 1.0 and beta == 1.0 and linear_bias:
+            return [F.linear(a, b, c)]
+        y = torch.matmul(a.t() if trans_a else a, b.t() if trans_b else b)
+        if alpha != 1.0:
+            y = alpha * y
+        if c is not None and beta != 0.0:
+            y = y + (c if beta == 1.0 else beta * c)
+        return [y]
 
     def _dims(self, node: NodeInfo, graph: GraphAnalysis) -> tuple[int, int, int]:
         a = graph.shape(node.inputs[0])
@@ -55,6 +110,37 @@ class MatMulRule(OpRule):
     op_types = ("MatMul",)
     parameter_inputs = (0, 1)
 
+    masked_inputs = ((0, -1),)
+    initializer_roles: ClassVar[dict[int, str]] = {1: "weight"}
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """``[N, K] @ W[K, M]``: output features are neurons; other forms are kept whole."""
+        a, weight, y = node.inputs[0], node.inputs[1], node.outputs[0]
+        if (
+            not graph.tensors[weight].static
+            or len(graph.shape(a)) != 2
+            or len(graph.shape(weight)) != 2
+        ):
+            channels.block_node(node, "MatMul other than [N, K] activations times a [K, M] weight")
+            return
+        a_space, y_space = channels.space(a, 1), channels.space(y, 1)
+        channels.member(node, a_space, y_space)
+        channels.tie(channels.space(weight, 0), a_space)
+        channels.tie(channels.space(weight, 1), y_space)
+        channels.add_layer(node, y_space, weight)
+
+    def neuron_weights(self, node: NodeInfo, weight: np.ndarray) -> np.ndarray:
+        """``[out_features, in_features]``."""
+        return weight.T
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """``torch.matmul`` (numpy semantics, as ONNX)."""
+        import torch
+
+        return [torch.matmul(required(inputs, 0), required(inputs, 1))]
+
     def geometry(self, node: NodeInfo, graph: GraphAnalysis) -> LayerGeometry:
         """In and out features (last axes)."""
         a = graph.shape(node.inputs[0])
@@ -66,7 +152,9 @@ class MatMulRule(OpRule):
         a = graph.shape(node.inputs[0])
         out = graph.shape(node.outputs[0])
         macs = numel(out) * a[-1]
-        linear = any(graph.is_initializer(name) for name in node.inputs[:2])
+        # A static operand (an initializer, or one read through Transpose / Identity as the
+        # torchscript exporter writes nn.Linear) makes it a Linear layer.
+        linear = any(graph.tensors[name].static for name in node.inputs[:2])
         return OpCost(
             macs=macs,
             flops=2 * macs,

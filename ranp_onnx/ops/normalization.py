@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
 
+from ..errors import InputShapeError
 from .base import LayerGeometry, OpCost, OpRule, numel, register
+from .coupling import pass_through, per_channel
+from .evaluation import float_attribute, normalize_axis, optional, required
 
 if TYPE_CHECKING:
+    import torch
+
     from ..analyse import GraphAnalysis, NodeInfo
+    from ..channels import ChannelGraph
+    from ..rewrite import RewriteContext
+    from ..torch_graph import EvalContext
 
 #: Standard FLOPs per element of a normalisation that computes its statistics at run time:
 #: mean (1), variance (3), normalise (2), affine (2).
@@ -17,8 +26,19 @@ PAPER_FLOPS = 4
 
 
 class _Normalization(OpRule):
+    initializer_roles: ClassVar[dict[int, str]] = {1: "scale", 2: "shift", 3: "mean", 4: "var"}
     parameter_inputs = (1, 2)
     standard_flops_per_element = STATISTICS_FLOPS
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Channels pass through; the per-channel parameters are sliced with them."""
+        pass_through(node, graph, channels)
+        if node.outputs[0] in graph.tensors and len(graph.shape(node.outputs[0])) > 1:
+            space = channels.space(node.outputs[0], 1)
+            per_channel(node, graph, channels, tuple(range(1, len(node.inputs))), space)
+            for extra in node.outputs[1:]:
+                if extra and len(graph.shape(extra)) == 1:
+                    channels.tie(channels.space(extra, 0), space)
 
     def geometry(self, node: NodeInfo, graph: GraphAnalysis) -> LayerGeometry:
         """Channels of the normalised tensor (axis 1)."""
@@ -49,10 +69,49 @@ class BatchNormalizationRule(_Normalization):
     """
 
     op_types = ("BatchNormalization",)
+    buffer_inputs = (3, 4)
 
     def flops_per_element(self, node: NodeInfo) -> int:
         """2 in inference mode, 8 in training mode."""
         return STATISTICS_FLOPS if node.attribute("training_mode", 0) else 2
+
+    def evaluation_problem(self, node: NodeInfo, opset: int) -> str | None:
+        """Per-activation normalisation (``spatial=0``, opset < 9) is not supported."""
+        if opset < 9 and not node.attribute("spatial", 1):
+            return "spatial=0 (per-activation statistics) is not supported"
+        return None
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """``F.batch_norm`` with running or batch statistics.
+
+        With batch statistics the running statistics are updated as torch's BatchNorm
+        updates them, with torch's momentum ``1 - momentum`` of ONNX; in place when they
+        are buffers of the module, else on copies that become the optional outputs.
+        """
+        import torch.nn.functional as F
+
+        x, scale, bias = required(inputs, 0), required(inputs, 1), required(inputs, 2)
+        mean, var = required(inputs, 3), required(inputs, 4)
+        epsilon = float_attribute(node, "epsilon", 1e-5)
+        training = context.batchnorm_training
+        if training is None:
+            training = _graph_training(node, context.opset)
+        if not training:
+            return [F.batch_norm(x, mean, var, scale, bias, False, 0.0, epsilon)]
+        in_place = context.update_running_stats and {node.inputs[3], node.inputs[4]} <= (
+            context.buffers
+        )
+        if not in_place:
+            mean, var = mean.detach().clone(), var.detach().clone()
+        momentum = 1.0 - float_attribute(node, "momentum", 0.9)
+        y = F.batch_norm(x, mean, var, scale, bias, True, momentum, epsilon)
+        if context.opset >= 14 or len(node.outputs) <= 3:
+            return [y, mean, var]
+        axes = [0, *range(2, x.dim())]
+        saved_var = x.detach().var(dim=axes, unbiased=False)
+        return [y, mean, var, x.detach().mean(dim=axes), saved_var]
 
 
 @register
@@ -61,6 +120,26 @@ class InstanceNormalizationRule(_Normalization):
 
     op_types = ("InstanceNormalization",)
 
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """``F.instance_norm`` (statistics of each sample and channel)."""
+        import torch.nn.functional as F
+
+        x, scale, bias = required(inputs, 0), required(inputs, 1), required(inputs, 2)
+        epsilon = float_attribute(node, "epsilon", 1e-5)
+        return [F.instance_norm(x, weight=scale, bias=bias, eps=epsilon)]
+
+    def check_shapes(self, node: NodeInfo, graph: GraphAnalysis) -> None:
+        """Scale and bias hold one value per channel (ONNX shape inference does not check)."""
+        channels = graph.shape(node.inputs[0])[1]
+        for name in node.inputs[1:3]:
+            if graph.shape(name) != (channels,):
+                raise InputShapeError(
+                    f"node '{node.name}' (InstanceNormalization) normalises {channels} "
+                    f"channels but '{name}' has shape {graph.shape(name)}"
+                )
+
 
 @register
 class GroupNormalizationRule(_Normalization):
@@ -68,9 +147,87 @@ class GroupNormalizationRule(_Normalization):
 
     op_types = ("GroupNormalization",)
 
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """``F.group_norm``; opset 18's per-group scale and bias are repeated per channel."""
+        import torch.nn.functional as F
+
+        x, scale, bias = required(inputs, 0), required(inputs, 1), required(inputs, 2)
+        groups = int(node.attribute("num_groups"))
+        epsilon = float_attribute(node, "epsilon", 1e-5)
+        channels = x.shape[1]
+        if scale.numel() != channels:
+            scale = scale.repeat_interleave(channels // groups)
+            bias = bias.repeat_interleave(channels // groups)
+        return [F.group_norm(x, groups, scale, bias, epsilon)]
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Channels are pruned in whole normalisation groups.
+
+        Each group of C / num_groups channels is one unit; scale and bias are sliced per
+        group (opset 18) or per channel (opset 21).
+        """
+        pass_through(node, graph, channels)
+        y = node.outputs[0]
+        if len(graph.shape(y)) < 2:
+            return
+        y_space = channels.space(y, 1)
+        groups = int(node.attribute("num_groups"))
+        group_space = channels.space(f"{node.name}#groups", 0, size=groups)
+        channels.tie_blocks(y_space, group_space, y_space.size // groups)
+        for slot in (1, 2):
+            size = graph.shape(node.inputs[slot])[0]
+            target = group_space if size == groups and size != y_space.size else y_space
+            channels.tie(channels.space(node.inputs[slot], 0), target)
+
+    def rewrite(self, node: NodeInfo, graph: GraphAnalysis, context: RewriteContext) -> None:
+        """``num_groups`` = the groups kept."""
+        x = node.inputs[0]
+        per_group = graph.shape(x)[1] // int(node.attribute("num_groups"))
+        context.set_attribute(node, "num_groups", context.new_size(x) // per_group)
+
 
 @register
 class LayerNormalizationRule(_Normalization):
     """LayerNormalization: statistics over the trailing axes from ``axis``."""
 
     op_types = ("LayerNormalization",)
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """``F.layer_norm`` over the axes from ``axis``; Mean and InvStdDev on request."""
+        import torch
+        import torch.nn.functional as F
+
+        x, scale, bias = required(inputs, 0), required(inputs, 1), optional(inputs, 2)
+        axis = normalize_axis(int(node.attribute("axis", -1)), x.dim())
+        epsilon = float_attribute(node, "epsilon", 1e-5)
+        shape = tuple(x.shape[axis:])
+        if scale.shape == shape and (bias is None or bias.shape == shape):
+            y = F.layer_norm(x, shape, scale, bias, epsilon)
+        else:
+            y = F.layer_norm(x, shape, None, None, epsilon) * scale
+            y = y if bias is None else y + bias
+        if len(node.outputs) < 2:
+            return [y]
+        axes = list(range(axis, x.dim()))
+        mean = x.mean(dim=axes, keepdim=True)
+        variance = x.var(dim=axes, unbiased=False, keepdim=True)
+        return [y, mean, torch.rsqrt(variance + epsilon)]
+
+
+def _graph_training(node: NodeInfo, opset: int) -> bool:
+    """Return True if the graph asks this BatchNormalization for batch statistics."""
+    if opset >= 14:
+        return bool(node.attribute("training_mode", 0))
+    return any(node.outputs[1:])
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Normalising over the channel axis mixes channels; over trailing axes it does not."""
+        rank = len(graph.shape(node.inputs[0]))
+        if int(node.attribute("axis", -1)) % rank <= 1:
+            channels.block_node(node, "LayerNormalization over the channel axis")
+            return
+        pass_through(node, graph, channels)

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .base import LayerGeometry, OpCost, OpRule, numel, register
+from .conv import check_window_fits
+from .coupling import pass_through
+from .evaluation import required
+from .windows import Window, average_pool, lp_pool, max_pool
 
 if TYPE_CHECKING:
+    import torch
+
     from ..analyse import GraphAnalysis, NodeInfo
+    from ..channels import ChannelGraph
+    from ..torch_graph import EvalContext
 
 
 class _Pool(OpRule):
+    def check_shapes(self, node: NodeInfo, graph: GraphAnalysis) -> None:
+        """The window fits the padded input (ONNX shape inference does not check)."""
+        check_window_fits(node, graph, tuple(node.attribute("kernel_shape", ())))
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Pooling works per channel."""
+        pass_through(node, graph, channels)
+
     def geometry(self, node: NodeInfo, graph: GraphAnalysis) -> LayerGeometry:
         """Channels unchanged; kernel and strides from the attributes."""
         shape = graph.shape(node.inputs[0])
@@ -29,6 +46,20 @@ class MaxPoolRule(_Pool):
 
     op_types = ("MaxPool",)
 
+    def evaluation_problem(self, node: NodeInfo, opset: int) -> str | None:
+        """Indices in column-major order (``storage_order=1``) are not supported."""
+        if len(node.outputs) > 1 and node.outputs[1] and node.attribute("storage_order", 0):
+            return "the Indices output with storage_order=1 is not supported"
+        return None
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """``F.max_pool{1,2,3}d``, with explicit -inf padding where torch cannot pad."""
+        x = required(inputs, 0)
+        indices = len(node.outputs) > 1 and bool(node.outputs[1])
+        return max_pool(x, Window.of(node, x), node, indices)
+
     def cost(self, node: NodeInfo, graph: GraphAnalysis) -> OpCost:
         """Comparisons per output element."""
         window = numel(tuple(node.attribute("kernel_shape")))
@@ -43,6 +74,16 @@ class AveragePoolRule(_Pool):
     """
 
     op_types = ("AveragePool", "LpPool")
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """``F.avg_pool{1,2,3}d`` where it matches, else window sums over explicit pads."""
+        x = required(inputs, 0)
+        window = Window.of(node, x)
+        if node.op_type == "LpPool":
+            return [lp_pool(x, window, float(node.attribute("p", 2)))]
+        return [average_pool(x, window, bool(node.attribute("count_include_pad", 0)))]
 
     def cost(self, node: NodeInfo, graph: GraphAnalysis) -> OpCost:
         """Adds and one divide per output element."""
@@ -67,6 +108,17 @@ class GlobalAveragePoolRule(_GlobalPool):
 
     op_types = ("GlobalAveragePool", "GlobalLpPool")
 
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """Mean (or Lp norm) over the spatial axes, kept as size 1."""
+        x = required(inputs, 0)
+        axes = list(range(2, x.dim()))
+        if node.op_type == "GlobalAveragePool":
+            return [x.mean(axes, keepdim=True)]
+        p = float(node.attribute("p", 2))
+        return [x.abs().pow(p).sum(axes, keepdim=True).pow(1.0 / p)]
+
     def cost(self, node: NodeInfo, graph: GraphAnalysis) -> OpCost:
         """One FLOP per input element."""
         shape = graph.shape(node.inputs[0])
@@ -80,6 +132,15 @@ class GlobalMaxPoolRule(_GlobalPool):
     """GlobalMaxPool: window - 1 comparisons per output."""
 
     op_types = ("GlobalMaxPool",)
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """Maximum over the spatial axes, kept as size 1."""
+        import torch
+
+        x = required(inputs, 0)
+        return [torch.amax(x, list(range(2, x.dim())), keepdim=True)]
 
     def cost(self, node: NodeInfo, graph: GraphAnalysis) -> OpCost:
         """Comparisons per output element."""

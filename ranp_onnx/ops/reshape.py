@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from .base import OpRule, register
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .base import OpRule, numel, register
+from .coupling import broadcast_axis, depends_on_shapes, pass_through
+from .evaluation import axes_operand, ints, normalize_axis, required
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..analyse import GraphAnalysis, NodeInfo
+    from ..channels import ChannelGraph
+    from ..rewrite import RewriteContext
+    from ..torch_graph import EvalContext
 
 
 @register
@@ -10,6 +25,51 @@ class ReshapeRule(OpRule):
     """Reshape: a flatten into features, or a shape change that keeps the channel axis."""
 
     op_types = ("Reshape",)
+    parameter_view = "view"
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """``Tensor.reshape``; 0 copies the input's dimension unless ``allowzero``."""
+        x = required(inputs, 0)
+        shape = ints(required(inputs, 1)) if context.opset >= 5 else node.attribute("shape")
+        allow_zero = bool(node.attribute("allowzero", 0))
+        target = [
+            int(x.shape[axis]) if size == 0 and not allow_zero else int(size)
+            for axis, size in enumerate(shape)
+        ]
+        return [x.reshape(target)]
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Flatten into [N, C*S] (S features per channel), keep [N, C] in front, or block.
+
+        Any other reshape mixes channels (a channel shuffle's [N, G, C/G, ...], say).
+        """
+        x, y = node.inputs[0], node.outputs[0]
+        before, after = graph.shape(x), graph.shape(y)
+        if (
+            len(before) >= 2
+            and len(after) == 2
+            and after[0] == before[0]
+            and after[1] == numel(before[1:])
+        ):
+            x_space, y_space = channels.space(x, 1), channels.space(y, 1)
+            channels.member(node, x_space, y_space)
+            channels.tie_blocks(y_space, x_space, numel(before[2:]))
+        elif len(before) >= 2 and len(after) >= 2 and before[:2] == after[:2]:
+            pass_through(node, graph, channels)
+        else:
+            channels.block_node(node, f"Reshape {list(before)} -> {list(after)} mixes channels")
+
+    def rewrite(self, node: NodeInfo, graph: GraphAnalysis, context: RewriteContext) -> None:
+        """A hard-coded target shape gets the new channel (or feature) count."""
+        shape_name = node.inputs[1]
+        if depends_on_shapes(graph, shape_name):
+            return
+        shape = context.value(shape_name).copy()
+        if shape.size >= 2 and shape[1] > 0:
+            shape[1] = context.new_size(node.outputs[0])
+            context.replace_input(node, 1, shape)
 
 
 @register
@@ -17,6 +77,27 @@ class FlattenRule(OpRule):
     """Flatten: with axis 1 each channel owns a block of prod(spatial) features."""
 
     op_types = ("Flatten",)
+    parameter_view = "view"
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """A 2-D reshape: the axes before ``axis`` become rows, the rest columns."""
+        x = required(inputs, 0)
+        axis = normalize_axis(int(node.attribute("axis", 1)), x.dim())
+        rows, columns = numel(tuple(x.shape[:axis])), numel(tuple(x.shape[axis:]))
+        return [x.reshape(rows, columns)]
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Flatten from axis 1: channel c owns features [c*S, (c+1)*S) with S = prod(spatial)."""
+        x, y = node.inputs[0], node.outputs[0]
+        before = graph.shape(x)
+        if len(before) < 2 or int(node.attribute("axis", 1)) % max(len(before), 1) != 1:
+            channels.block_node(node, "Flatten at an axis other than 1")
+            return
+        x_space, y_space = channels.space(x, 1), channels.space(y, 1)
+        channels.member(node, x_space, y_space)
+        channels.tie_blocks(y_space, x_space, numel(before[2:]))
 
 
 @register
@@ -24,6 +105,24 @@ class TransposeRule(OpRule):
     """Transpose: moves the channel axis."""
 
     op_types = ("Transpose",)
+    parameter_view = "view"
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """``Tensor.permute`` by ``perm`` (default: reverse the axes)."""
+        x = required(inputs, 0)
+        perm = [int(p) for p in node.attribute("perm", range(x.dim() - 1, -1, -1))]
+        return [x.permute(perm)]
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Only a permutation that leaves the channel axis in place passes channels."""
+        rank = len(graph.shape(node.inputs[0]))
+        perm = list(node.attribute("perm", range(rank - 1, -1, -1)))
+        if rank < 2 or perm[1] != 1:
+            channels.block_node(node, "Transpose moves the channel axis")
+            return
+        pass_through(node, graph, channels)
 
 
 @register
@@ -31,6 +130,41 @@ class SqueezeRule(OpRule):
     """Squeeze: drops axes of size 1."""
 
     op_types = ("Squeeze",)
+    parameter_view = "view"
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """``Tensor.squeeze`` of the given axes, or of every axis of size 1."""
+        x = required(inputs, 0)
+        axes = axes_operand(node, inputs, 1, 13, context.opset)
+        if axes is None:
+            return [x.squeeze()]
+        return [x.squeeze(tuple(normalize_axis(a, x.dim()) for a in axes))]
+
+    def static_source(
+        self, node: NodeInfo, graph: GraphAnalysis, axis: int
+    ) -> tuple[str, int] | None:
+        """Output axis ``axis`` is the ``axis``-th input axis that was not squeezed."""
+        rank = len(graph.shape(node.inputs[0]))
+        removed = _axes(node, graph, rank)
+        remaining = [a for a in range(rank) if a not in removed]
+        return (node.inputs[0], remaining[axis]) if axis < len(remaining) else None
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Adding or removing axes after the channel axis passes channels."""
+        reference = node.outputs[0] if node.op_type == "Unsqueeze" else node.inputs[0]
+        rank = len(graph.shape(reference))
+        axes = node.attribute("axes")
+        if axes is None and len(node.inputs) > 1 and node.inputs[1]:
+            value = graph.constant(node.inputs[1])
+            axes = value.tolist() if value is not None else None
+        if axes is None:
+            axes = [i for i, d in enumerate(graph.shape(node.inputs[0])) if d == 1]
+        if any(int(a) % rank <= 1 for a in np.atleast_1d(axes)):
+            channels.block_node(node, f"{node.op_type} moves the channel axis")
+            return
+        pass_through(node, graph, channels)
 
 
 @register
@@ -38,6 +172,42 @@ class UnsqueezeRule(OpRule):
     """Unsqueeze: inserts axes of size 1."""
 
     op_types = ("Unsqueeze",)
+    parameter_view = "view"
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """Insert axes of size 1 at the given positions of the output."""
+        x = required(inputs, 0)
+        axes = axes_operand(node, inputs, 1, 13, context.opset) or []
+        rank = x.dim() + len(axes)
+        for axis in sorted(normalize_axis(a, rank) for a in axes):
+            x = x.unsqueeze(axis)
+        return [x]
+
+    def static_source(
+        self, node: NodeInfo, graph: GraphAnalysis, axis: int
+    ) -> tuple[str, int] | None:
+        """An output axis that was not inserted comes from the input axis before it."""
+        inserted = _axes(node, graph, len(graph.shape(node.outputs[0])))
+        if axis in inserted:
+            return None
+        return node.inputs[0], axis - sum(1 for a in inserted if a < axis)
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Adding or removing axes after the channel axis passes channels."""
+        reference = node.outputs[0] if node.op_type == "Unsqueeze" else node.inputs[0]
+        rank = len(graph.shape(reference))
+        axes = node.attribute("axes")
+        if axes is None and len(node.inputs) > 1 and node.inputs[1]:
+            value = graph.constant(node.inputs[1])
+            axes = value.tolist() if value is not None else None
+        if axes is None:
+            axes = [i for i, d in enumerate(graph.shape(node.inputs[0])) if d == 1]
+        if any(int(a) % rank <= 1 for a in np.atleast_1d(axes)):
+            channels.block_node(node, f"{node.op_type} moves the channel axis")
+            return
+        pass_through(node, graph, channels)
 
 
 @register
@@ -46,6 +216,44 @@ class ExpandRule(OpRule):
 
     op_types = ("Expand",)
 
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """``Tensor.expand`` to the two-way broadcast of the input and ``shape``."""
+        import torch
+
+        x = required(inputs, 0)
+        shape = torch.broadcast_shapes(tuple(x.shape), tuple(ints(required(inputs, 1))))
+        return [x.expand(shape)]
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Broadcasting passes the channels an input carries.
+
+        A target shape computed from shapes that spells out the channel count is kept whole.
+        """
+        if len(graph.shape(node.outputs[0])) < 2:
+            channels.block_node(node, "Expand to a tensor without a channel axis")
+            return
+        shape = graph.constant(node.inputs[1])
+        rank = len(graph.shape(node.outputs[0]))
+        if shape is None or (len(shape) + 1 >= rank and depends_on_shapes(graph, node.inputs[1])):
+            channels.block_node(node, "Expand to a computed shape")
+            return
+        channels.member(node, channels.space(node.outputs[0], 1))
+        x = node.inputs[0]
+        axis = broadcast_axis(graph.shape(x), graph.shape(node.outputs[0]), 1)
+        if axis is not None:
+            channels.tie(channels.space(x, axis), channels.space(node.outputs[0], 1))
+
+    def rewrite(self, node: NodeInfo, graph: GraphAnalysis, context: RewriteContext) -> None:
+        """A target shape that spells out the channel count gets the new count."""
+        shape = context.value(node.inputs[1]).copy()
+        rank = len(graph.shape(node.outputs[0]))
+        position = 1 - (rank - len(shape))
+        if 0 <= position < len(shape) and shape[position] > 1:
+            shape[position] = context.new_size(node.outputs[0])
+            context.replace_input(node, 1, shape)
+
 
 @register
 class TileRule(OpRule):
@@ -53,9 +261,51 @@ class TileRule(OpRule):
 
     op_types = ("Tile",)
 
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """``Tensor.repeat`` by ``repeats``."""
+        return [required(inputs, 0).repeat(ints(required(inputs, 1)))]
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Tiling axes other than the channel axis passes channels."""
+        x, y = node.inputs[0], node.outputs[0]
+        if graph.shape(x)[1:2] != graph.shape(y)[1:2]:
+            channels.block_node(node, "Tile repeats the channel axis")
+            return
+        pass_through(node, graph, channels)
+
 
 @register
 class DepthToSpaceRule(OpRule):
     """DepthToSpace / SpaceToDepth: move channels into space and back."""
 
     op_types = ("DepthToSpace", "SpaceToDepth")
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """Reshape, permute, reshape (DCR or CRD order for DepthToSpace)."""
+        x = required(inputs, 0)
+        block = int(node.attribute("blocksize"))
+        n, c, h, w = (int(d) for d in x.shape)
+        if node.op_type == "SpaceToDepth":
+            y = x.reshape(n, c, h // block, block, w // block, block)
+            y = y.permute(0, 3, 5, 1, 2, 4)
+            return [y.reshape(n, c * block * block, h // block, w // block)]
+        if str(node.attribute("mode", "DCR")) == "CRD":
+            y = x.reshape(n, c // (block * block), block, block, h, w).permute(0, 1, 4, 2, 5, 3)
+        else:
+            y = x.reshape(n, block, block, c // (block * block), h, w).permute(0, 3, 4, 1, 5, 2)
+        return [y.reshape(n, c // (block * block), h * block, w * block)]
+
+
+def _axes(node: NodeInfo, graph: GraphAnalysis, rank: int) -> set[int]:
+    """The axes a Squeeze removes or an Unsqueeze inserts, normalised to ``rank``."""
+    axes = node.attribute("axes")
+    if axes is None and len(node.inputs) > 1 and node.inputs[1]:
+        value = graph.constant(node.inputs[1])
+        axes = value.reshape(-1).tolist() if value is not None else None
+    if axes is None:
+        axes = [i for i, d in enumerate(graph.shape(node.inputs[0])) if d == 1]
+    return {int(a) % rank for a in axes}

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .base import OpCost, OpRule, numel, register
+from .coupling import depends_on_shapes, pass_through
+from .evaluation import required
+from .interpolation import ResizeMode, resize
 
 if TYPE_CHECKING:
+    import torch
+
     from ..analyse import GraphAnalysis, NodeInfo
+    from ..channels import ChannelGraph
+    from ..rewrite import RewriteContext
+    from ..torch_graph import EvalContext
 
 
 @register
@@ -19,6 +28,41 @@ class ResizeRule(OpRule):
     """
 
     op_types = ("Resize", "Upsample")
+
+    buffer_inputs = (1, 2, 3)
+
+    def evaluation_problem(self, node: NodeInfo, opset: int) -> str | None:
+        """tf_crop_and_resize and unknown modes are not supported."""
+        return ResizeMode.of(node, opset).problem(node)
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """Nearest, linear or cubic interpolation, axis by axis, as onnxruntime computes it."""
+        return [resize(required(inputs, 0), node, inputs, context.opset)]
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Channels pass through unless the channel axis itself is resized."""
+        x, y = node.inputs[0], node.outputs[0]
+        if graph.shape(x)[1:2] != graph.shape(y)[1:2]:
+            channels.block_node(node, "Resize changes the channel axis")
+            return
+        pass_through(node, graph, channels)
+
+    def rewrite(self, node: NodeInfo, graph: GraphAnalysis, context: RewriteContext) -> None:
+        """A ``sizes`` input that spells out the channel count gets the new count."""
+        if node.op_type != "Resize" or len(node.inputs) < 4 or not node.inputs[3]:
+            return
+        sizes_name = node.inputs[3]
+        if graph.tensors[sizes_name].numel == 0 or depends_on_shapes(graph, sizes_name):
+            return
+        rank = len(graph.shape(node.inputs[0]))
+        axes = [a % rank for a in node.attribute("axes", range(rank))]
+        if 1 not in axes:
+            return
+        sizes = context.value(sizes_name).copy()
+        sizes[axes.index(1)] = context.new_size(node.outputs[0])
+        context.replace_input(node, 3, sizes)
 
     def cost(self, node: NodeInfo, graph: GraphAnalysis) -> OpCost:
         """Blend FLOPs per output element by mode."""

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
 from .base import OpRule, register
+from .evaluation import ints, normalize_axis, required, scalar, to_tensor
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..analyse import NodeInfo
+    from ..torch_graph import EvalContext
 
 
 @register
@@ -11,12 +23,54 @@ class ShapeRule(OpRule):
 
     op_types = ("Shape", "Size")
 
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """The input's shape (``start``/``end`` cut it) or element count, as int64."""
+        import torch
+
+        x = required(inputs, 0)
+        if node.op_type == "Size":
+            return [torch.tensor(x.numel(), dtype=torch.int64, device=x.device)]
+        start, end = int(node.attribute("start", 0)), node.attribute("end")
+        dims = list(x.shape)[start : None if end is None else int(end)]
+        return [torch.tensor(dims, dtype=torch.int64, device=x.device)]
+
 
 @register
 class ConstantRule(OpRule):
     """Constant / ConstantOfShape / Range: produce constants."""
 
     op_types = ("Constant", "ConstantOfShape", "Range")
+
+    def evaluation_problem(self, node: NodeInfo, opset: int) -> str | None:
+        """String and sparse constants have no torch form."""
+        if node.op_type == "Constant" and not set(node.attributes) & set(_CONSTANT_KINDS):
+            return "only tensor, float and int constants are supported"
+        return None
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """The constant attribute, a filled tensor, or ``torch.arange``."""
+        import torch
+
+        if node.op_type == "Constant":
+            key = next(k for k in _CONSTANT_KINDS if k in node.attributes)
+            value = np.asarray(node.attributes[key], dtype=_CONSTANT_KINDS[key])
+            return [to_tensor(value, context.device, node)]
+        if node.op_type == "ConstantOfShape":
+            fill = node.attribute("value")
+            fill = np.zeros(1, np.float32) if fill is None else np.asarray(fill).reshape(-1)
+            dtype = to_tensor(fill, torch.device("cpu"), node).dtype
+            shape = ints(required(inputs, 0))
+            return [torch.full(shape, fill[0].item(), dtype=dtype, device=context.device)]
+        start, limit, delta = (required(inputs, i) for i in range(3))
+        return [
+            torch.arange(
+                scalar(start), scalar(limit), scalar(delta), dtype=start.dtype, device=start.device
+            )
+        ]
 
 
 @register
@@ -25,9 +79,42 @@ class GatherRule(OpRule):
 
     op_types = ("Gather", "GatherElements")
 
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """``index_select`` (Gather) or ``torch.gather``; negative indices count from the end."""
+        import torch
+
+        x, indices = required(inputs, 0), required(inputs, 1)
+        axis = normalize_axis(int(node.attribute("axis", 0)), x.dim())
+        indices = torch.where(indices < 0, indices + x.shape[axis], indices).to(torch.int64)
+        if node.op_type == "GatherElements":
+            return [torch.gather(x, axis, indices)]
+        selected = torch.index_select(x, axis, indices.reshape(-1))
+        shape = (*x.shape[:axis], *indices.shape, *x.shape[axis + 1 :])
+        return [selected.reshape(shape)]
+
 
 @register
 class NonZeroRule(OpRule):
     """NonZero: indices of non-zero elements (data-dependent shape)."""
 
     op_types = ("NonZero",)
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """``torch.nonzero``, transposed to ONNX's [rank, count] layout."""
+        import torch
+
+        return [torch.nonzero(required(inputs, 0)).t().contiguous()]
+
+
+#: Constant attributes torch can hold, with the numpy type each one decodes to.
+_CONSTANT_KINDS: dict[str, type | None] = {
+    "value": None,
+    "value_float": np.float32,
+    "value_floats": np.float32,
+    "value_int": np.int64,
+    "value_ints": np.int64,
+}

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .base import OpCost, OpRule, numel, register
+from .coupling import pass_through
+from .evaluation import axes_operand, normalize_axis, required
 
 if TYPE_CHECKING:
+    import torch
+
     from ..analyse import GraphAnalysis, NodeInfo
+    from ..channels import ChannelGraph
+    from ..torch_graph import EvalContext
+
+#: A torch reduction: (input, sorted axes, keepdims) -> output.
+Reduction = Callable[["torch.Tensor", list[int], bool], "torch.Tensor"]
 
 
 @register
@@ -19,6 +30,42 @@ class SoftmaxRule(OpRule):
     """
 
     op_types = ("Softmax", "LogSoftmax")
+
+    def logits_input(self, node: NodeInfo, graph: GraphAnalysis) -> str | None:
+        """A softmax over the channel axis turns its input logits into probabilities."""
+        rank = len(graph.shape(node.inputs[0]))
+        default = -1 if graph.opset >= 13 else 1
+        return (
+            node.inputs[0]
+            if int(node.attribute("axis", default)) % rank == min(1, rank - 1)
+            else None
+        )
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """A softmax over the channel axis mixes channels; over other axes it does not."""
+        rank = len(graph.shape(node.inputs[0]))
+        default = -1 if graph.opset >= 13 else 1
+        axis = int(node.attribute("axis", default)) % rank
+        mixes = axis <= 1 if graph.opset < 13 else axis == 1
+        if mixes:
+            channels.block_node(node, f"{node.op_type} over the channel axis")
+            return
+        pass_through(node, graph, channels)
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """``F.softmax`` / ``F.log_softmax``; before opset 13 over the flattened axes."""
+        import torch.nn.functional as F
+
+        x = required(inputs, 0)
+        function = F.log_softmax if node.op_type == "LogSoftmax" else F.softmax
+        old = context.opset < 13
+        axis = normalize_axis(int(node.attribute("axis", 1 if old else -1)), x.dim())
+        if not old or axis == x.dim() - 1:
+            return [function(x, dim=axis)]
+        rows = int(numel(tuple(x.shape[:axis])))
+        return [function(x.reshape(rows, -1), dim=1).reshape(x.shape)]
 
     def cost(self, node: NodeInfo, graph: GraphAnalysis) -> OpCost:
         """Three FLOPs per element."""
@@ -40,6 +87,79 @@ class ReduceRule(OpRule):
         "ReduceL2", "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin",
     )  # fmt: skip
 
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Reducing over spatial axes passes channels; over batch or channels it does not."""
+        rank = len(graph.shape(node.inputs[0]))
+        axes = reduced_axes(node, graph, rank)
+        keepdims = bool(node.attribute("keepdims", 1))
+        if 1 in axes or (0 in axes and not keepdims):
+            channels.block_node(node, f"{node.op_type} over the batch or channel axis")
+            return
+        pass_through(node, graph, channels)
+
     def cost(self, node: NodeInfo, graph: GraphAnalysis) -> OpCost:
         """One FLOP per input element."""
         return OpCost(flops=numel(graph.shape(node.inputs[0])))
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """The torch reduction over the node's axes (an input from opset 13 / 18)."""
+        x = required(inputs, 0)
+        if node.op_type in ("ArgMax", "ArgMin"):
+            return [_arg_extreme(node, x)]
+        switch = 13 if node.op_type == "ReduceSum" else 18
+        axes = axes_operand(node, inputs, 1, switch, context.opset)
+        if not axes:
+            if node.attribute("noop_with_empty_axes", 0):
+                return [x]
+            axes = list(range(x.dim()))
+        dims = sorted({normalize_axis(a, x.dim()) for a in axes})
+        keepdims = bool(node.attribute("keepdims", 1))
+        return [_reductions()[node.op_type](x, dims, keepdims)]
+
+
+def _arg_extreme(node: NodeInfo, x: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    function = torch.argmax if node.op_type == "ArgMax" else torch.argmin
+    axis = normalize_axis(int(node.attribute("axis", 0)), x.dim())
+    keepdims = bool(node.attribute("keepdims", 1))
+    if not node.attribute("select_last_index", 0):
+        return function(x, dim=axis, keepdim=keepdims)
+    return x.shape[axis] - 1 - function(x.flip(axis), dim=axis, keepdim=keepdims)
+
+
+@functools.cache
+def _reductions() -> dict[str, Reduction]:
+    import torch
+
+    def product(x: torch.Tensor, dims: list[int], keepdims: bool) -> torch.Tensor:
+        for dim in reversed(dims):
+            x = x.prod(dim, keepdim=True)
+        return x if keepdims else x.squeeze(tuple(dims))
+
+    return {
+        "ReduceMean": lambda x, dims, keep: x.mean(dims, keepdim=keep),
+        "ReduceSum": lambda x, dims, keep: x.sum(dims, keepdim=keep),
+        "ReduceMax": lambda x, dims, keep: torch.amax(x, dims, keepdim=keep),
+        "ReduceMin": lambda x, dims, keep: torch.amin(x, dims, keepdim=keep),
+        "ReduceProd": product,
+        "ReduceL1": lambda x, dims, keep: x.abs().sum(dims, keepdim=keep),
+        "ReduceL2": lambda x, dims, keep: x.square().sum(dims, keepdim=keep).sqrt(),
+        "ReduceLogSumExp": lambda x, dims, keep: torch.logsumexp(x, dims, keepdim=keep),
+        "ReduceSumSquare": lambda x, dims, keep: x.square().sum(dims, keepdim=keep),
+    }
+
+
+def reduced_axes(node: NodeInfo, graph: GraphAnalysis, rank: int) -> set[int]:
+    """Return the axes a Reduce or Arg op reduces over (normalised)."""
+    if node.op_type in ("ArgMax", "ArgMin"):
+        return {int(node.attribute("axis", 0)) % rank}
+    axes = node.attribute("axes")
+    if axes is None and len(node.inputs) > 1 and node.inputs[1]:
+        value = graph.constant(node.inputs[1])
+        axes = value.reshape(-1).tolist() if value is not None else list(range(rank))
+    if not axes:
+        return set() if node.attribute("noop_with_empty_axes", 0) else set(range(rank))
+    return {int(a) % rank for a in axes}

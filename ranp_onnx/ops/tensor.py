@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from .base import OpCost, OpRule, register
+from .coupling import depends_on_shapes, pass_through
+from .evaluation import ints, normalize_axis, optional, required, scalar, torch_dtype
+from .slicing import pad_tensor, slice_tensor, split_sizes
 
 if TYPE_CHECKING:
+    import torch
+
     from ..analyse import GraphAnalysis, NodeInfo
+    from ..channels import ChannelGraph
+    from ..rewrite import RewriteContext
+    from ..torch_graph import EvalContext
 
 
 @register
@@ -16,12 +27,94 @@ class ConcatRule(OpRule):
 
     op_types = ("Concat",)
 
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """``torch.cat`` along ``axis``."""
+        import torch
+
+        tensors = [tensor for tensor in inputs if tensor is not None]
+        axis = normalize_axis(int(node.attribute("axis")), tensors[0].dim())
+        return [torch.cat(tensors, dim=axis)]
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """On the channel axis input i's channel c is output channel offset_i + c."""
+        y = node.outputs[0]
+        rank = len(graph.shape(y))
+        if rank < 2:
+            channels.block_node(node, "Concat of tensors without a channel axis")
+            return
+        if int(node.attribute("axis")) % rank != 1:
+            pass_through(node, graph, channels, inputs=tuple(range(len(node.inputs))))
+            return
+        y_space = channels.space(y, 1)
+        channels.member(node, y_space)
+        offset = 0
+        for name in node.inputs:
+            part = channels.space(name, 1)
+            channels.member(node, part)
+            channels.tie(part, y_space, b_start=offset)
+            offset += part.size
+
 
 @register
 class SplitRule(OpRule):
     """Split: on the channel axis each output owns a slice of the input's channels."""
 
     op_types = ("Split",)
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """``torch.split`` by the ``split`` sizes, else into equal parts (last smaller)."""
+        import torch
+
+        x = required(inputs, 0)
+        axis = normalize_axis(int(node.attribute("axis", 0)), x.dim())
+        if context.opset < 13:
+            given = [int(s) for s in node.attribute("split", [])]
+        else:
+            given = ints(optional(inputs, 1))
+        parts = int(node.attribute("num_outputs", len(node.outputs)))
+        sizes = split_sizes(int(x.shape[axis]), parts, given)
+        return list(torch.split(x, sizes, dim=axis))
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """On the channel axis output i's channel c is input channel offset_i + c."""
+        x = node.inputs[0]
+        rank = len(graph.shape(x))
+        outputs = [name for name in node.outputs if name]
+        if rank < 2:
+            channels.block_node(node, "Split of a tensor without a channel axis")
+            return
+        if int(node.attribute("axis", 0)) % rank != 1:
+            pass_through(node, graph, channels)
+            return
+        if len(node.inputs) > 1 and node.inputs[1] and depends_on_shapes(graph, node.inputs[1]):
+            channels.block_node(node, "Split sizes on the channel axis are computed from shapes")
+            return
+        x_space = channels.space(x, 1)
+        channels.member(node, x_space)
+        offset = 0
+        for name in outputs:
+            part = channels.space(name, 1)
+            channels.member(node, part)
+            channels.tie(part, x_space, b_start=offset)
+            offset += part.size
+
+    def rewrite(self, node: NodeInfo, graph: GraphAnalysis, context: RewriteContext) -> None:
+        """Split sizes become the kept channel counts of the outputs."""
+        rank = len(graph.shape(node.inputs[0]))
+        if int(node.attribute("axis", 0)) % rank != 1:
+            return
+        sizes = np.array([context.new_size(name) for name in node.outputs if name], dtype=np.int64)
+        unequal = len(set(sizes.tolist())) > 1
+        if graph.opset < 13:
+            if "split" in node.attributes or unequal:
+                context.set_attribute(node, "split", [int(s) for s in sizes])
+        elif (len(node.inputs) > 1 and node.inputs[1]) or unequal:
+            context.replace_input(node, 1, sizes)
+            context.set_attribute(node, "num_outputs", None)
 
 
 @register
@@ -30,6 +123,45 @@ class SliceRule(OpRule):
 
     op_types = ("Slice",)
 
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """Strided window; negative steps select with ``index_select``."""
+        x = required(inputs, 0)
+        if context.opset < 10:
+            starts, ends = node.attribute("starts"), node.attribute("ends")
+            axes, steps = node.attribute("axes"), None
+        else:
+            starts, ends = ints(required(inputs, 1)), ints(required(inputs, 2))
+            axes, steps = ints(optional(inputs, 3)), ints(optional(inputs, 4))
+        return [slice_tensor(x, list(starts), list(ends), axes, steps)]
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Slicing the channel axis with step 1 selects a contiguous run of channels."""
+        x, y = node.inputs[0], node.outputs[0]
+        window = channel_window(node, graph)
+        if window is None:
+            pass_through(node, graph, channels)
+            return
+        start, step = window
+        if step != 1 or any(depends_on_shapes(graph, n) for n in node.inputs[1:] if n):
+            channels.block_node(node, "Slice of the channel axis with a step or computed bounds")
+            return
+        x_space, y_space = channels.space(x, 1), channels.space(y, 1)
+        channels.member(node, x_space, y_space)
+        channels.tie(y_space, x_space, b_start=start)
+
+    def rewrite(self, node: NodeInfo, graph: GraphAnalysis, context: RewriteContext) -> None:
+        """New bounds: the kept channels before the old start, plus the kept run."""
+        window = channel_window(node, graph)
+        if window is None:
+            return
+        start, _ = window
+        kept_in = context.kept_channels(node.inputs[0])
+        new_start = int(np.count_nonzero(kept_in < start)) if kept_in is not None else start
+        new_end = new_start + context.new_size(node.outputs[0])
+        set_slice_bounds(node, graph, context, new_start, new_end)
+
 
 @register
 class PadRule(OpRule):
@@ -37,12 +169,54 @@ class PadRule(OpRule):
 
     op_types = ("Pad",)
 
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """Constant padding with ``F.pad``; reflect, edge and wrap by index mapping."""
+        x = required(inputs, 0)
+        mode = str(node.attribute("mode", "constant"))
+        if context.opset < 11:
+            pads = [int(p) for p in node.attribute("pads", node.attribute("paddings", []))]
+            value: float | int | bool = float(node.attribute("value", 0.0))
+            axes = None
+        else:
+            pads = ints(required(inputs, 1))
+            constant = optional(inputs, 2)
+            value = scalar(constant) if constant is not None and constant.numel() else 0
+            axes = ints(optional(inputs, 3)) or None
+        return [pad_tensor(x, pads, axes, mode, value)]
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Spatial padding passes channels through; padding the channel axis does not."""
+        x, y = node.inputs[0], node.outputs[0]
+        if graph.shape(x)[1:2] != graph.shape(y)[1:2]:
+            channels.block_node(node, "Pad of the channel axis")
+            return
+        pass_through(node, graph, channels)
+
 
 @register
 class IdentityRule(OpRule):
     """Identity: passes everything through."""
 
     op_types = ("Identity",)
+    parameter_view = "alias"
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """The input itself."""
+        return [required(inputs, 0)]
+
+    def static_source(
+        self, node: NodeInfo, graph: GraphAnalysis, axis: int
+    ) -> tuple[str, int] | None:
+        """The output is the input: same axis."""
+        return node.inputs[0], axis
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Elementwise: channel c in, channel c out."""
+        pass_through(node, graph, channels)
 
 
 @register
@@ -50,6 +224,28 @@ class CastRule(OpRule):
     """Cast / CastLike: change the element type, channels unchanged."""
 
     op_types = ("Cast", "CastLike")
+    parameter_view = "view"
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """``Tensor.to`` the ``to`` type (Cast) or the second input's type (CastLike)."""
+        x = required(inputs, 0)
+        if node.op_type == "CastLike":
+            dtype = required(inputs, 1).dtype
+        else:
+            dtype = torch_dtype(int(node.attribute("to")), node)
+        return [x if x.dtype == dtype else x.to(dtype)]
+
+    def static_source(
+        self, node: NodeInfo, graph: GraphAnalysis, axis: int
+    ) -> tuple[str, int] | None:
+        """The output is the input: same axis."""
+        return node.inputs[0], axis
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Elementwise: channel c in, channel c out."""
+        pass_through(node, graph, channels)
 
 
 @register
@@ -58,6 +254,92 @@ class DropoutRule(OpRule):
 
     op_types = ("Dropout",)
 
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """Identity, or ``F.dropout`` in training mode or if the node says ``training_mode``."""
+        import torch
+        import torch.nn.functional as F
+
+        x = required(inputs, 0)
+        if context.opset >= 12:
+            ratio_input, mode_input = optional(inputs, 1), optional(inputs, 2)
+            ratio = 0.5 if ratio_input is None else float(scalar(ratio_input))
+            static_training = mode_input is not None and bool(scalar(mode_input))
+        else:
+            ratio = float(node.attribute("ratio", 0.5))
+            static_training = context.opset < 7 and not node.attribute("is_test", 0)
+        active = (context.dropout_training or static_training) and ratio > 0.0
+        wants_mask = len(node.outputs) > 1 and bool(node.outputs[1])
+        if not wants_mask:
+            return [F.dropout(x, ratio, training=True) if active else x]
+        if not active:  # onnxruntime's mask: all true from opset 12, all false before
+            kept = torch.full_like(x, context.opset >= 12, dtype=torch.bool)
+            return [x, kept if context.opset >= 10 else kept.to(x.dtype)]
+        noise = torch.empty_like(x).bernoulli_(1.0 - ratio)  # as torch's CPU dropout draws
+        mask = noise.to(torch.bool) if context.opset >= 10 else noise
+        return [x * (noise / (1.0 - ratio)), mask]
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Elementwise: channel c in, channel c out."""
+        pass_through(node, graph, channels)
+
     def cost(self, node: NodeInfo, graph: GraphAnalysis) -> OpCost:
         """No FLOPs; output memory in the reference convention."""
         return OpCost(paper_memory=True)
+
+
+def channel_window(node: NodeInfo, graph: GraphAnalysis) -> tuple[int, int] | None:
+    """Return (start, step) of a Slice on the channel axis, or None if it does not cut it.
+
+    Unknown (computed) bounds give step 0, which the callers refuse.
+    """
+    rank = len(graph.shape(node.inputs[0]))
+    starts, ends, axes, steps = _slice_arguments(node, graph)
+    if starts is None or ends is None:
+        return (0, 0)
+    axes = axes if axes is not None else list(range(len(starts)))
+    normalized = [int(a) % rank for a in axes]
+    if 1 not in normalized:
+        return None
+    position = normalized.index(1)
+    size = graph.shape(node.inputs[0])[1]
+    start = int(starts[position])
+    start = min(max(start + size if start < 0 else start, 0), size)
+    step = int(steps[position]) if steps is not None else 1
+    return start, step
+
+
+def _slice_arguments(node: NodeInfo, graph: GraphAnalysis) -> tuple[list[int] | None, ...]:
+    if graph.opset < 10:
+        return (
+            node.attribute("starts"),
+            node.attribute("ends"),
+            node.attribute("axes"),
+            None,
+        )
+    values = []
+    for slot in (1, 2, 3, 4):
+        name = node.inputs[slot] if slot < len(node.inputs) else ""
+        value = graph.constant(name) if name else None
+        values.append([int(v) for v in value.reshape(-1)] if value is not None else None)
+    return tuple(values)
+
+
+def set_slice_bounds(
+    node: NodeInfo, graph: GraphAnalysis, context: RewriteContext, start: int, end: int
+) -> None:
+    """Set the channel-axis start and end of a Slice (attributes or its own new inputs)."""
+    rank = len(graph.shape(node.inputs[0]))
+    starts, ends, axes, _ = _slice_arguments(node, graph)
+    assert starts is not None and ends is not None
+    axes = axes if axes is not None else list(range(len(starts)))
+    position = [int(a) % rank for a in axes].index(1)
+    starts, ends = list(starts), list(ends)
+    starts[position], ends[position] = start, end
+    if graph.opset < 10:
+        context.set_attribute(node, "starts", starts)
+        context.set_attribute(node, "ends", ends)
+    else:
+        context.replace_input(node, 1, np.array(starts, dtype=np.int64))
+        context.replace_input(node, 2, np.array(ends, dtype=np.int64))
