@@ -7,6 +7,14 @@ from typing import Any, TypeVar
 
 import click
 
+from ranp_onnx.analyse import GraphAnalysis
+from ranp_onnx.costs import CONVENTIONS
+from ranp_onnx.criteria import DEFAULT_LAMBDA, GROUP_REDUCTIONS, LAMBDA_BY_PRESET, method_names
+from ranp_onnx.importance import IMPORTANCES
+
+#: Metadata key ``ranp-onnx export`` writes: the dataset preset (sets RANP's lambda).
+PRESET_KEY = "ranp_onnx.preset"
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -35,3 +43,135 @@ def output_options(function: F) -> F:
 def json_option(function: F) -> F:
     """``--json``: machine-readable output on stdout."""
     return click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")(function)
+
+
+def default_lambda(graph: GraphAnalysis) -> float:
+    """RANP's lambda for the model's preset (11 / 15 / 80), else 11."""
+    for entry in graph.model.proto.metadata_props:
+        if entry.key == PRESET_KEY:
+            return LAMBDA_BY_PRESET.get(entry.value, DEFAULT_LAMBDA)
+    return DEFAULT_LAMBDA
+
+
+def _apply(function: F, decorators: list[Callable[[F], F]]) -> F:
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def scoring_options(function: F) -> F:
+    """Data, loss and scoring-pass options."""
+    return _apply(
+        function,
+        [
+            click.option(
+                "--data",
+                metavar="SOURCE",
+                help="Scoring data: an .npz, a folder of .npz/.npy files, or 'random'.",
+            ),
+            click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1)),
+            click.option(
+                "--batches",
+                type=click.IntRange(1),
+                help="Score on at most this many batches (default: one pass over the data).",
+            ),
+            click.option(
+                "--seed",
+                default=0,
+                show_default=True,
+                type=int,
+                help="Seed for random data and --method random.",
+            ),
+            click.option(
+                "--loss",
+                type=click.Choice(["cross-entropy", "dice-ce", "mse"]),
+                default="cross-entropy",
+                show_default=True,
+            ),
+            click.option(
+                "--ignore-index",
+                type=int,
+                help="Label value the loss ignores (e.g. 255 for empty voxels).",
+            ),
+            click.option(
+                "--device",
+                type=click.Choice(["auto", "cpu", "cuda"]),
+                default="auto",
+                show_default=True,
+                help="Where scoring and validation run (auto: CUDA when available).",
+            ),
+            click.option(
+                "--batchnorm",
+                type=click.Choice(["batch", "running"]),
+                default="batch",
+                show_default=True,
+                help="BatchNorm statistics while scoring (batch: the reference).",
+            ),
+        ],
+    )
+
+
+def selection_options(function: F) -> F:
+    """Criterion and constraint options."""
+    return _apply(
+        function,
+        [
+            click.option(
+                "--method", type=click.Choice(method_names()), default="ranp-f", show_default=True
+            ),
+            click.option(
+                "--importance",
+                type=click.Choice(IMPORTANCES),
+                default="mpmg-sum",
+                show_default=True,
+                help="Vanilla neuron importance (mpmg-sum is the paper's vanilla NP).",
+            ),
+            click.option(
+                "--lambda",
+                "lam",
+                type=click.FloatRange(0),
+                help="RANP's lambda (default: 11 ShapeNet, 15 BraTS, 80 UCF101 from the "
+                "model's preset, else 11).",
+            ),
+            click.option(
+                "--group-reduction",
+                type=click.Choice(GROUP_REDUCTIONS),
+                default="mean",
+                show_default=True,
+                help="How coupled channels combine their neurons' scores.",
+            ),
+            click.option(
+                "--min-channels",
+                default=1,
+                show_default=True,
+                type=click.IntRange(1),
+                help="Fewest channels a layer keeps.",
+            ),
+            click.option(
+                "--round-to",
+                default=1,
+                show_default=True,
+                type=click.IntRange(1),
+                help="Round kept channel counts up to a multiple of this.",
+            ),
+            click.option(
+                "--keep",
+                multiple=True,
+                metavar="NAME",
+                help="Keep this layer whole (node or weight name; repeatable).",
+            ),
+            click.option(
+                "--ignore",
+                multiple=True,
+                metavar="NAME",
+                help="Leave this layer out of scoring and pruning (repeatable).",
+            ),
+            click.option(
+                "--convention",
+                type=click.Choice(CONVENTIONS),
+                default="standard",
+                show_default=True,
+                help="Counting convention of reports and budgets.",
+            ),
+        ],
+    )

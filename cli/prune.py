@@ -1,0 +1,310 @@
+"""``ranp-onnx prune``, ``apply`` and ``search-sparsity``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import click
+
+from ranp_onnx.analyse import GraphAnalysis, analyse, parse_input_shapes
+from ranp_onnx.costs import CONVENTIONS, Convention
+from ranp_onnx.errors import PlanError
+from ranp_onnx.plan import PrunePlan
+from ranp_onnx.prune import (
+    PruneOptions,
+    PruneResult,
+    apply_plan,
+    prune,
+    score_model,
+    search_max_sparsity,
+)
+from ranp_onnx.report import comparison_json, format_comparison
+from ranp_onnx.save import check_output_path, save_model, write_text
+
+from .options import (
+    default_lambda,
+    input_shape_option,
+    json_option,
+    output_options,
+    scoring_options,
+    selection_options,
+)
+
+
+def _progress(enabled: bool) -> Callable[[int, int | None], None] | None:
+    if not enabled or not sys.stderr.isatty():
+        return None
+
+    def report(done: int, total: int | None) -> None:
+        of = f"/{total}" if total else ""
+        click.echo(f"\rscoring batch {done}{of}", err=True, nl=total is not None and done == total)
+
+    return report
+
+
+def _options(model: GraphAnalysis, params: dict[str, Any], **extra: Any) -> PruneOptions:
+    lam = params["lam"] if params["lam"] is not None else default_lambda(model)
+    return PruneOptions(
+        method=params["method"],
+        importance=params["importance"],
+        lam=lam,
+        group_reduction=params["group_reduction"],
+        seed=params["seed"],
+        min_channels=params["min_channels"],
+        round_to=params["round_to"],
+        keep=tuple(params["keep"]),
+        ignore=tuple(params["ignore"]),
+        loss=params["loss"],
+        ignore_index=params["ignore_index"],
+        device=params["device"],
+        batchnorm=params["batchnorm"],
+        convention=params["convention"],
+        **extra,
+    )
+
+
+def _open(model: str, params: dict[str, Any]) -> tuple[GraphAnalysis, Any]:
+    from ranp_onnx.data import open_data
+
+    graph = analyse(model, parse_input_shapes(params["input_shapes"]))
+    data = None
+    if params["data"] is not None:
+        data = open_data(
+            params["data"],
+            graph,
+            batch_size=params["batch_size"],
+            batches=params["batches"],
+            seed=params["seed"],
+            loss=params["loss"],
+            ignore_index=params["ignore_index"],
+        )
+    return graph, data
+
+
+def _write(result: PruneResult, graph: GraphAnalysis, output: Path, plan_path: Path | None) -> None:
+    save_model(result.model, output, external_data=graph.model.external_data)
+    if plan_path is not None:
+        write_text(plan_path, result.plan.dumps() + "\n")
+
+
+def _render(result: PruneResult, as_json: bool, output: Path) -> None:
+    if as_json:
+        document = comparison_json(result.before, result.after)
+        document["plan"] = result.plan.to_json()
+        document["output"] = str(output)
+        document["validation"] = result.validation.to_json() if result.validation else None
+        click.echo(json.dumps(document, sort_keys=True))
+        return
+    achieved = result.plan.achieved
+    click.echo(format_comparison(result.before, result.after))
+    click.echo("")
+    click.echo(
+        f"neurons       {achieved['neurons_kept']} of {achieved['neurons']} kept "
+        f"(sparsity {100 * achieved['neuron_sparsity']:.2f}%)"
+    )
+    if result.selection.emptied_groups:
+        click.echo(
+            f"note          the ranking emptied {len(result.selection.emptied_groups)} group(s); "
+            "--min-channels kept their best channels"
+        )
+    if result.validation is not None:
+        name, error = result.validation.worst
+        provider = result.validation.provider
+        click.echo(f"validated     max error {error:.2e} of output scale ({name}, {provider})")
+    unprunable = [g for g in result.plan.groups if not g["prunable"]]
+    for group in unprunable:
+        click.echo(f"kept whole    {', '.join(group['layers'])}: {group['reason']}")
+    click.echo(f"wrote         {output}")
+
+
+@click.command("prune")
+@click.argument("model", type=click.Path(dir_okay=False))
+@output_options
+@input_shape_option
+@scoring_options
+@selection_options
+@click.option(
+    "--sparsity",
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Neuron sparsity (fraction of neurons removed).",
+)
+@click.option(
+    "--target-flops",
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Keep at most this fraction of the FLOPs.",
+)
+@click.option(
+    "--target-memory",
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Keep at most this fraction of the activation memory.",
+)
+@click.option(
+    "--reinit", is_flag=True, help="Re-initialise kept weights (the paper trains from scratch)."
+)
+@click.option(
+    "--no-validate",
+    "skip_validation",
+    is_flag=True,
+    help="Skip the onnxruntime proof of the rewrite.",
+)
+@click.option(
+    "--tolerance",
+    default=1e-4,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Validation tolerance, relative to the output scale.",
+)
+@click.option(
+    "--plan", "plan_path", type=click.Path(dir_okay=False), help="Also write the plan as JSON."
+)
+@json_option
+@click.option("--quiet", is_flag=True, help="No progress on stderr.")
+def prune_command(
+    model: str, output: str, force: bool, plan_path: str | None, **params: Any
+) -> None:
+    """Prune a 3D CNN at initialization with RANP (or a baseline) and prove the rewrite.
+
+    \b
+    ranp-onnx prune unet.onnx --data train.npz --sparsity 0.8 --method ranp-f -o slim.onnx
+    ranp-onnx prune unet.onnx --data random --target-flops 0.1 -o slim.onnx --plan plan.json
+    """
+    targets = [params[k] is not None for k in ("sparsity", "target_flops", "target_memory")]
+    if sum(targets) != 1:
+        raise PlanError("give exactly one of --sparsity, --target-flops and --target-memory")
+    out = check_output_path(output, force=force, inputs=[model])
+    plan_out = (
+        check_output_path(plan_path, force=force, inputs=[model, output]) if plan_path else None
+    )
+    graph, data = _open(model, params)
+    options = _options(
+        graph,
+        params,
+        sparsity=params["sparsity"],
+        target_flops=params["target_flops"],
+        target_memory=params["target_memory"],
+        validate=not params["skip_validation"],
+        tolerance=params["tolerance"],
+        reinit=params["reinit"],
+    )
+    show = not (params["as_json"] or params["quiet"])
+    if show and data is not None:
+        click.echo(f"scoring on {data.describe()}", err=True)
+    result = prune(
+        graph,
+        data,
+        options,
+        total_batches=len(data) if data is not None else None,
+        progress=_progress(show),
+    )
+    _write(result, graph, out, plan_out)
+    _render(result, params["as_json"], out)
+
+
+@click.command("apply")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option(
+    "--plan",
+    "plan_path",
+    required=True,
+    type=click.Path(exists=False, dir_okay=False),
+    help="A plan written by prune --plan.",
+)
+@output_options
+@input_shape_option
+@click.option("--convention", type=click.Choice(CONVENTIONS), default="standard", show_default=True)
+@click.option("--reinit", is_flag=True, help="Re-initialise kept weights.")
+@click.option("--no-validate", "skip_validation", is_flag=True, help="Skip the onnxruntime proof.")
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@json_option
+def apply_command(
+    model: str,
+    plan_path: str,
+    output: str,
+    force: bool,
+    input_shapes: tuple[str, ...],
+    convention: str,
+    reinit: bool,
+    skip_validation: bool,
+    device: str,
+    as_json: bool,
+) -> None:
+    """Re-apply a saved plan, also to an export of the same network at a larger input.
+
+    \b
+    ranp-onnx apply unet128.onnx --plan plan.json -o slim128.onnx
+    """
+    plan = _read_plan(plan_path)
+    out = check_output_path(output, force=force, inputs=[model, plan_path])
+    graph = analyse(model, parse_input_shapes(input_shapes))
+    options = PruneOptions(
+        convention=cast(Convention, convention),
+        reinit=reinit,
+        validate=not skip_validation,
+        device=device,
+    )
+    result = apply_plan(graph, plan, options=options)
+    _write(result, graph, out, None)
+    _render(result, as_json, out)
+
+
+def _read_plan(path: str) -> PrunePlan:
+    try:
+        document = json.loads(Path(path).read_text())
+    except FileNotFoundError as error:
+        raise PlanError(f"{path}: no such file") from error
+    except (OSError, ValueError) as error:
+        raise PlanError(f"{path}: not a JSON plan ({error})") from error
+    return PrunePlan.from_json(document)
+
+
+@click.command("search-sparsity")
+@click.argument("model", type=click.Path(dir_okay=False))
+@input_shape_option
+@scoring_options
+@selection_options
+@json_option
+@click.option("--quiet", is_flag=True, help="No progress on stderr.")
+def search_command(model: str, **params: Any) -> None:
+    """Find the largest feasible neuron sparsity (the paper's Algorithm 2).
+
+    Bisects the sparsity until the interval is below 1e-4; feasible means the ranking
+    leaves every layer at least one neuron.
+
+    \b
+    ranp-onnx search-sparsity unet.onnx --data train.npz --method ranp-f
+    """
+    from ranp_onnx.prune import predicted_costs
+
+    graph, data = _open(model, params)
+    options = _options(graph, params)
+    show = not (params["as_json"] or params["quiet"])
+    scoring = score_model(
+        graph,
+        data,
+        options,
+        total_batches=len(data) if data is not None else None,
+        progress=_progress(show),
+    )
+    sparsity, selection = search_max_sparsity(scoring, options)
+    from ranp_onnx.costs import count_costs
+
+    full = count_costs(graph, options.convention)
+    after = predicted_costs(scoring, selection.keep, options.convention)
+    document = {
+        "model": graph.model.name,
+        "method": options.method,
+        "max_feasible_sparsity": sparsity,
+        "comparison": comparison_json(full, after),
+    }
+    if params["as_json"]:
+        click.echo(json.dumps(document, sort_keys=True))
+        return
+    click.echo(f"largest feasible neuron sparsity with {options.method}: {100 * sparsity:.2f}%")
+    click.echo("")
+    click.echo(format_comparison(full, after))

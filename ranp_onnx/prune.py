@@ -1,0 +1,358 @@
+"""The pruning pipeline: load -> analyse -> score -> select -> rewrite -> validate -> report.
+
+Only wiring lives here; every step is a stage module. :func:`prune` prunes at a sparsity
+or a resource budget, :func:`search_max_sparsity` is the paper's Algorithm 2, and
+:func:`apply_plan` re-applies a saved plan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+
+from .analyse import GraphAnalysis, analyse
+from .channels import ChannelAnalysis, analyse_channels, pruned_shapes
+from .costs import Convention, CostReport, count_costs
+from .criteria import CriterionSettings, criterion
+from .data import Batch
+from .errors import PlanError
+from .load import LoadedModel
+from .plan import PrunePlan, build_plan, keep_from_plan
+from .rewrite import rewrite
+from .score import GradientStatistics, Progress, accumulate_gradients, layer_weights
+from .select import Selection, apply_constraints
+from .validate import DEFAULT_TOLERANCE, ValidationResult, validate
+
+#: Bisection stops when the sparsity interval is narrower than this (Algorithm 2's delta).
+SEARCH_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class PruneOptions:
+    """Everything ``ranp-onnx prune`` can be told.
+
+    Attributes:
+        method: Criterion name (see :mod:`ranp_onnx.criteria`).
+        sparsity: Neuron sparsity; exactly one of sparsity, target_flops, target_memory.
+        target_flops: Keep at most this fraction of the full model's FLOPs.
+        target_memory: Keep at most this fraction of its activation memory.
+        importance: Vanilla importance variant.
+        lam: RANP's lambda.
+        group_reduction: How coupled units combine neuron scores.
+        seed: Seed of the random criterion.
+        min_channels: Fewest units a prunable group keeps.
+        round_to: Round kept counts up to a multiple of this.
+        keep: Layers (node or weight names) kept whole; they still count in N.
+        ignore: Layers left out of scoring and of N, and kept whole.
+        loss: Scoring loss.
+        ignore_index: Label value the loss ignores.
+        device: Scoring device.
+        batchnorm: "batch" (the reference) or "running" statistics while scoring.
+        convention: Counting convention for the reports and budgets.
+        validate: Prove the rewrite in onnxruntime.
+        tolerance: Validation tolerance.
+        reinit: Re-initialise the kept weights (the paper trains from scratch).
+    """
+
+    method: str = "ranp-f"
+    sparsity: float | None = None
+    target_flops: float | None = None
+    target_memory: float | None = None
+    importance: str = "mpmg-sum"
+    lam: float = 11.0
+    group_reduction: str = "mean"
+    seed: int = 0
+    min_channels: int = 1
+    round_to: int = 1
+    keep: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    loss: str = "cross-entropy"
+    ignore_index: int | None = None
+    device: str = "auto"
+    batchnorm: str = "batch"
+    convention: Convention = "standard"
+    validate: bool = True
+    tolerance: float = DEFAULT_TOLERANCE
+    reinit: bool = False
+
+    def settings(self) -> dict[str, Any]:
+        """The options as plain JSON data, for plans."""
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(self).items()
+        }
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What :func:`prune` produced.
+
+    Attributes:
+        model: The pruned model.
+        plan: The plan (also what ``--plan`` writes).
+        before: Costs of the original.
+        after: Costs of the pruned model.
+        selection: The kept units and feasibility.
+        validation: The oracle's result, or None if validation was off.
+    """
+
+    model: onnx.ModelProto
+    plan: PrunePlan
+    before: CostReport
+    after: CostReport
+    selection: Selection
+    validation: ValidationResult | None
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """A model's channel groups and scoring statistics: all a selection needs."""
+
+    channels: ChannelAnalysis
+    stats: GradientStatistics
+    settings: CriterionSettings
+    excluded: np.ndarray
+    fixed: np.ndarray
+
+
+def score_model(
+    graph: GraphAnalysis,
+    data: Iterable[Batch] | None,
+    options: PruneOptions,
+    *,
+    total_batches: int | None = None,
+    progress: Progress | None = None,
+) -> Scoring:
+    """Analyse the channels and run the scoring passes the method needs."""
+    channels = analyse_channels(graph)
+    method = criterion(options.method)
+    ignored = _layer_flags(channels, options.ignore, "--ignore")
+    kept_whole = _layer_flags(channels, options.keep, "--keep")
+    if method.needs_gradients:
+        if data is None:
+            raise PlanError(f"--method {options.method} needs --data")
+        stats = accumulate_gradients(
+            channels,
+            data,
+            options.loss,
+            ignore_index=options.ignore_index,
+            device=options.device,
+            batchnorm=options.batchnorm,
+            total=total_batches,
+            progress=progress,
+        )
+    else:
+        weights = layer_weights(channels)
+        empty = tuple(np.zeros_like(w) for w in weights)
+        stats = GradientStatistics(
+            0, empty, empty, tuple(np.zeros(w.shape[0]) for w in weights), weights, 0.0
+        )
+    settings = CriterionSettings(
+        importance=options.importance,
+        lam=options.lam,
+        group_reduction=options.group_reduction,
+        seed=options.seed,
+        ignored=tuple(bool(flag) for flag in ignored),
+    )
+    return Scoring(
+        channels=channels,
+        stats=stats,
+        settings=settings,
+        excluded=_units_of(channels, ignored),
+        fixed=_fixed_units(channels) | _units_of(channels, ignored | kept_whole),
+    )
+
+
+def select_at(scoring: Scoring, method: str, sparsity: float, options: PruneOptions) -> Selection:
+    """Select at one sparsity and apply the constraints."""
+    raw, scores, threshold = criterion(method).select(
+        scoring.channels, scoring.stats, scoring.settings, sparsity, scoring.excluded
+    )
+    keep, emptied = apply_constraints(
+        scoring.channels,
+        raw,
+        scores,
+        fixed=scoring.fixed,
+        min_channels=options.min_channels,
+        round_to=options.round_to,
+    )
+    return Selection(keep=keep, emptied_groups=emptied, threshold=threshold, scores=scores)
+
+
+def predicted_costs(scoring: Scoring, keep: np.ndarray, convention: Convention) -> CostReport:
+    """Costs of the model the selection would produce, counted from shapes alone."""
+    return count_costs(pruned_shapes(scoring.channels, keep), convention)
+
+
+def select_for_budget(
+    scoring: Scoring, options: PruneOptions, full: CostReport
+) -> tuple[float, Selection]:
+    """Find the lowest sparsity that meets ``target_flops`` / ``target_memory`` (bisection).
+
+    Raises:
+        PlanError: Even the highest sparsity misses the budget.
+    """
+    metric, target = (
+        ("flops", options.target_flops)
+        if options.target_flops is not None
+        else ("memory_mb", options.target_memory)
+    )
+    assert target is not None
+    budget = target * float(getattr(full.totals, metric))
+
+    def meets(sparsity: float) -> tuple[bool, Selection]:
+        selection = select_at(scoring, options.method, sparsity, options)
+        value = float(
+            getattr(predicted_costs(scoring, selection.keep, options.convention).totals, metric)
+        )
+        return value <= budget * (1 + 1e-12), selection
+
+    ok, best = meets(1.0)
+    if not ok:
+        option = "--target-flops" if metric == "flops" else "--target-memory"
+        raise PlanError(f"{option} {target}: not reachable with --method {options.method}")
+    low, high = 0.0, 1.0
+    ok_low, low_selection = meets(0.0)
+    if ok_low:
+        return 0.0, low_selection
+    while high - low > SEARCH_TOLERANCE:
+        middle = (low + high) / 2
+        ok, selection = meets(middle)
+        if ok:
+            high, best = middle, selection
+        else:
+            low = middle
+    return high, best
+
+
+def search_max_sparsity(scoring: Scoring, options: PruneOptions) -> tuple[float, Selection]:
+    """The paper's Algorithm 2: the largest sparsity at which no layer is emptied."""
+    low, high = 0.0, 1.0
+    best = select_at(scoring, options.method, 0.0, options)
+    while high - low > SEARCH_TOLERANCE:
+        middle = 0.5 * (low + high)
+        selection = select_at(scoring, options.method, middle, options)
+        if selection.feasible:
+            low, best = middle, selection
+        else:
+            high = middle
+    return low, best
+
+
+def _analysed(
+    model: str | onnx.ModelProto | LoadedModel | GraphAnalysis,
+    input_shapes: Mapping[str, Sequence[int]] | None,
+) -> GraphAnalysis:
+    return model if isinstance(model, GraphAnalysis) else analyse(model, input_shapes)
+
+
+def prune(
+    model: str | onnx.ModelProto | LoadedModel | GraphAnalysis,
+    data: Iterable[Batch] | None,
+    options: PruneOptions,
+    *,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    total_batches: int | None = None,
+    progress: Progress | None = None,
+) -> PruneResult:
+    """Prune a model at a sparsity or a resource budget.
+
+    Raises:
+        RanpError: Bad input; ValidationError if the rewrite fails the oracle.
+    """
+    graph = _analysed(model, input_shapes)
+    scoring = score_model(graph, data, options, total_batches=total_batches, progress=progress)
+    before = count_costs(graph, options.convention)
+    if options.sparsity is not None:
+        sparsity = options.sparsity
+        selection = select_at(scoring, options.method, sparsity, options)
+    else:
+        sparsity, selection = select_for_budget(scoring, options, before)
+    settings = {**options.settings(), "sparsity": sparsity}
+    return _finish(graph, scoring.channels, selection, options, settings, before)
+
+
+def apply_plan(
+    model: str | onnx.ModelProto | LoadedModel | GraphAnalysis,
+    plan: PrunePlan,
+    *,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    options: PruneOptions | None = None,
+) -> PruneResult:
+    """Re-apply a saved plan (also to an export of the same network at another size)."""
+    options = options or PruneOptions()
+    graph = _analysed(model, input_shapes)
+    channels = analyse_channels(graph)
+    keep = keep_from_plan(channels, plan)
+    selection = Selection(
+        keep=keep, emptied_groups=(), threshold=None, scores=np.zeros(channels.unit_count)
+    )
+    before = count_costs(graph, options.convention)
+    settings = {**plan.settings, "applied_from": plan.model}
+    return _finish(graph, channels, selection, options, settings, before)
+
+
+def _finish(
+    graph: GraphAnalysis,
+    channels: ChannelAnalysis,
+    selection: Selection,
+    options: PruneOptions,
+    settings: Mapping[str, Any],
+    before: CostReport,
+) -> PruneResult:
+    pruned = rewrite(channels, selection.keep)
+    kept = channels.kept_indices(selection.keep)
+    validation = (
+        validate(graph, pruned, kept, tolerance=options.tolerance, device=options.device)
+        if options.validate
+        else None
+    )
+    if options.reinit:
+        from .reinit import reinitialize
+
+        pruned = reinitialize(pruned, seed=options.seed)
+    after = count_costs(analyse(pruned, graph.input_shapes), options.convention)
+    plan = build_plan(
+        channels, selection.keep, selection.scores, settings=settings, before=before, after=after
+    )
+    return PruneResult(
+        model=pruned,
+        plan=plan,
+        before=before,
+        after=after,
+        selection=selection,
+        validation=validation,
+    )
+
+
+def _layer_flags(channels: ChannelAnalysis, names: Sequence[str], option: str) -> np.ndarray:
+    flags = np.zeros(len(channels.layers), dtype=bool)
+    for name in names:
+        matches = [
+            i for i, layer in enumerate(channels.layers) if name in (layer.node, layer.weight)
+        ]
+        if not matches:
+            raise PlanError(f"{option} {name}: no scored layer has that node or weight name")
+        flags[matches] = True
+    return flags
+
+
+def _units_of(channels: ChannelAnalysis, layer_flags: np.ndarray) -> np.ndarray:
+    units = np.zeros(channels.unit_count, dtype=bool)
+    for layer, flag in zip(channels.layers, layer_flags):
+        if flag:
+            units[layer.units] = True
+    return units
+
+
+def _fixed_units(channels: ChannelAnalysis) -> np.ndarray:
+    fixed = np.array([bool(reason) for reason in channels.unit_fixed_reason])
+    for group in channels.groups:
+        if not group.prunable:
+            fixed[group.units] = True
+    return fixed

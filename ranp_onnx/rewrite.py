@@ -1,0 +1,220 @@
+"""Stage 5, rewrite: a new, physically smaller ONNX model from the kept channels.
+
+Every static tensor with a channel space (weights, biases, normalisation parameters,
+per-channel constants) is sliced along it; op rules then fix what slicing alone cannot
+(grouped-conv weights, ``group`` attributes, Split sizes, Slice bounds, hard-coded
+Reshape and Resize shapes). Static tensors that are computed rather than stored (e.g. the
+``Identity`` copies the torchscript exporter makes of equal initializers) become
+initializers of their own. Stale intermediate shapes are cleared and re-inferred, and the
+result passes ``onnx.checker.check_model(full_check=True)``. This is the only stage that
+edits initializers, and it never modifies its input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from . import runtime
+from .analyse import GraphAnalysis, NodeInfo
+from .channels import ChannelAnalysis
+from .errors import InternalError, PlanError
+from .ops import rule_for
+
+
+@dataclass
+class RewriteContext:
+    """What op rules see and change while the model is rewritten.
+
+    Attributes:
+        graph: The analysed original model.
+        kept: Sorted kept indices of every space that loses elements, keyed by
+            (tensor, axis).
+        values: New values of static tensors, keyed by tensor name.
+        attributes: Attribute updates, keyed by node name (None removes one).
+        inputs: New constant inputs of single nodes, keyed by (node name, position).
+    """
+
+    graph: GraphAnalysis
+    kept: Mapping[tuple[str, int], np.ndarray]
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    attributes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inputs: dict[tuple[str, int], tuple[str, np.ndarray]] = field(default_factory=dict)
+
+    def kept_channels(self, tensor: str, axis: int = 1) -> np.ndarray | None:
+        """Return the kept indices of ``tensor``'s ``axis``, or None if it keeps all."""
+        size = len(self.graph.shape(tensor))
+        return self.kept.get((tensor, axis % size if size else 0))
+
+    def new_size(self, tensor: str, axis: int = 1) -> int:
+        """Return the length of ``tensor``'s ``axis`` after pruning."""
+        kept = self.kept_channels(tensor, axis)
+        return int(kept.size) if kept is not None else self.graph.shape(tensor)[axis]
+
+    def changed(self, node: NodeInfo) -> bool:
+        """Return True if any tensor the node reads or writes loses channels."""
+        names = {name for name in (*node.inputs, *node.outputs) if name}
+        return any(tensor in names for tensor, _ in self.kept)
+
+    def value(self, name: str) -> np.ndarray:
+        """Return the current value of a static tensor (its new value if already changed)."""
+        if name in self.values:
+            return self.values[name]
+        return static_value(self.graph, name)
+
+    def set_value(self, name: str, value: np.ndarray) -> None:
+        """Replace the value of a static tensor."""
+        self.values[name] = np.ascontiguousarray(value)
+
+    def set_attribute(self, node: NodeInfo, key: str, value: Any) -> None:
+        """Set (or, with None, remove) an attribute of ``node`` in the rewritten model."""
+        self.attributes.setdefault(node.name, {})[key] = value
+
+    def replace_input(self, node: NodeInfo, position: int, value: np.ndarray) -> None:
+        """Give ``node`` a new constant input of its own at ``position``.
+
+        For shape constants (Reshape targets, Split sizes, Slice bounds): exporters share
+        equal constants between nodes, so patching the shared tensor would change others.
+        """
+        self.inputs[(node.name, position)] = (f"{node.name}__ranp_input{position}", value)
+
+
+def static_value(graph: GraphAnalysis, name: str) -> np.ndarray:
+    """Return the value of a static tensor, evaluating its static sub-graph if needed."""
+    value = graph.constant(name)
+    if value is not None:
+        return value
+    info = graph.tensors.get(name)
+    if info is None or not info.static:
+        raise InternalError(f"tensor '{name}' is not static")
+    from onnx.reference import ReferenceEvaluator
+
+    indices: set[int] = set()
+    known: dict[str, np.ndarray] = {}
+    pending = [name]
+    while pending:
+        current = pending.pop()
+        if current in known or not current:
+            continue
+        value = graph.constant(current)
+        if value is not None:
+            known[current] = value
+            continue
+        producer = graph.producer(current)
+        if producer is None:
+            raise InternalError(f"static tensor '{current}' has no producer")
+        if producer.index not in indices:
+            indices.add(producer.index)
+            pending.extend(producer.inputs)
+    nodes = [graph.model.proto.graph.node[index] for index in sorted(indices)]
+    sub = onnx.helper.make_graph(
+        nodes,
+        "static",
+        [],
+        [onnx.helper.make_tensor_value_info(name, info.elem_type, None)],
+        [onnx.numpy_helper.from_array(v, k) for k, v in known.items()],
+    )
+    model = onnx.helper.make_model(sub, opset_imports=list(graph.model.proto.opset_import))
+    model.ir_version = min(graph.model.proto.ir_version, onnx.IR_VERSION)
+    (result,) = ReferenceEvaluator(model).run(None, {})
+    return np.asarray(result)
+
+
+def rewrite(channels: ChannelAnalysis, keep: np.ndarray) -> onnx.ModelProto:
+    """Build the pruned model.
+
+    Args:
+        channels: The channel analysis of the original model.
+        keep: Keep flag per unit.
+
+    Returns:
+        A new ModelProto; the original is not modified.
+    """
+    graph = channels.graph
+    context = RewriteContext(graph=graph, kept=channels.kept_indices(keep))
+    for (tensor, _), indices in context.kept.items():
+        info = graph.tensors.get(tensor)
+        if indices.size == 0 and info is not None and not info.static:
+            raise PlanError(f"the selection leaves tensor '{tensor}' with no channels")
+    _slice_static_tensors(context, channels.recomputed)
+    for node in graph.nodes:
+        if not context.changed(node):
+            continue
+        rule = rule_for(node.op_type, node.domain)
+        if rule is None:
+            raise InternalError(
+                f"node '{node.name}' lost channels but op '{node.op_type}' has no rule"
+            )
+        rule.rewrite(node, graph, context)
+    return _apply(graph, context)
+
+
+def _slice_static_tensors(context: RewriteContext, recomputed: frozenset[str]) -> None:
+    graph = context.graph
+    axes_by_tensor: dict[str, list[int]] = {}
+    for tensor, axis in context.kept:
+        info = graph.tensors.get(tensor)
+        if info is not None and info.static and tensor not in recomputed:
+            axes_by_tensor.setdefault(tensor, []).append(axis)
+    for tensor, axes in axes_by_tensor.items():
+        value = context.value(tensor)
+        for axis in sorted(axes):
+            value = np.take(value, context.kept[(tensor, axis)], axis=axis)
+        context.set_value(tensor, value)
+
+
+def _apply(graph: GraphAnalysis, context: RewriteContext) -> onnx.ModelProto:
+    original = graph.model.proto
+    surgeon = gs.import_onnx(original)
+    tensors = surgeon.tensors()
+    for name, value in context.values.items():
+        tensor = tensors[name]
+        if isinstance(tensor, gs.Constant):
+            tensor.values = value
+        else:
+            for producer in list(tensor.inputs):
+                producer.outputs = [out for out in producer.outputs if out is not tensor]
+            tensor.to_constant(value)
+    for gs_node, node in zip(surgeon.nodes, graph.nodes):
+        for key, value in context.attributes.get(node.name, {}).items():
+            if value is None:
+                gs_node.attrs.pop(key, None)
+            else:
+                gs_node.attrs[key] = value
+        for position in range(len(gs_node.inputs) + 4):
+            replacement = context.inputs.get((node.name, position))
+            if replacement is None:
+                continue
+            while len(gs_node.inputs) <= position:
+                gs_node.inputs.append(gs.Variable.empty())
+            gs_node.inputs[position] = gs.Constant(replacement[0], replacement[1])
+    keep_shapes = set(graph.input_names) | set(graph.output_names)
+    for name, tensor in surgeon.tensors().items():
+        if isinstance(tensor, gs.Variable) and name not in keep_shapes:
+            tensor.shape = None
+    surgeon.cleanup(remove_unused_graph_inputs=False)
+    model = gs.export_onnx(surgeon, do_type_check=False)
+    _copy_model_fields(original, model)
+    del model.graph.value_info[:]
+    if model.ByteSize() < (1 << 31) - 1:
+        model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    return model
+
+
+def _copy_model_fields(original: onnx.ModelProto, model: onnx.ModelProto) -> None:
+    model.ir_version = runtime.runtime_ir_version(original)
+    del model.opset_import[:]
+    model.opset_import.extend(original.opset_import)
+    model.producer_name = original.producer_name
+    model.producer_version = original.producer_version
+    model.domain = original.domain
+    model.model_version = original.model_version
+    model.doc_string = original.doc_string
+    del model.metadata_props[:]
+    model.metadata_props.extend(original.metadata_props)
+    model.graph.name = original.graph.name

@@ -1,0 +1,235 @@
+"""Stage 3b, score: accumulate the loss gradient statistics that every criterion reads.
+
+On a scoring copy of the model (a :class:`~ranp_onnx.torch_graph.TorchGraph`: biases of
+the scored layers zeroed, BatchNormalization on batch statistics, Dropout off, as the
+reference does) each batch gives, per scored layer, the parameter mask gradients
+``g * w`` (the gradient of the loss w.r.t. a multiplicative mask on each weight, at mask 1)
+and the first-order Taylor term of each output channel. The running means over batches
+are what the criteria in :mod:`ranp_onnx.criteria` turn into neuron scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .channels import ChannelAnalysis
+from .data import Batch
+from .errors import DataError
+from .ops import rule_for
+
+if TYPE_CHECKING:
+    import torch
+
+#: Called after each batch with (batches done, batches in total or None).
+Progress = Callable[[int, int | None], None]
+
+
+@dataclass(frozen=True)
+class GradientStatistics:
+    """Per-layer statistics of one scoring pass, in layer order.
+
+    Attributes:
+        batches: Batches averaged.
+        magnitude: Mean over batches of ``|g * w|`` as ``[neurons, fan-in]`` (MPMG).
+        signed: Mean over batches of ``g * w`` as ``[neurons, fan-in]`` (MNMG).
+        taylor: Mean over batches of ``|mean over batch and space of a * dL/da|`` per
+            output channel (Molchanov et al.).
+        weights: The layers' weights as ``[neurons, fan-in]``.
+        loss: Mean loss over the batches.
+    """
+
+    batches: int
+    magnitude: tuple[np.ndarray, ...]
+    signed: tuple[np.ndarray, ...]
+    taylor: tuple[np.ndarray, ...]
+    weights: tuple[np.ndarray, ...]
+    loss: float
+
+
+def layer_weights(channels: ChannelAnalysis) -> tuple[np.ndarray, ...]:
+    """The scored layers' weights as ``[neurons, fan-in]`` matrices (no gradients needed)."""
+    from .rewrite import static_value
+
+    graph = channels.graph
+    matrices = []
+    for layer in channels.layers:
+        node = graph.node(layer.node)
+        rule = rule_for(node.op_type, node.domain)
+        assert rule is not None
+        matrices.append(rule.neuron_weights(node, static_value(graph, layer.weight)))
+    return tuple(matrices)
+
+
+def accumulate_gradients(
+    channels: ChannelAnalysis,
+    batches: Iterable[Batch],
+    loss_name: str,
+    *,
+    ignore_index: int | None = None,
+    device: str = "auto",
+    batchnorm: str = "batch",
+    total: int | None = None,
+    progress: Progress | None = None,
+) -> GradientStatistics:
+    """Run the scoring passes and average the gradient statistics.
+
+    Args:
+        channels: The channel analysis of the model.
+        batches: The scoring data.
+        loss_name: "cross-entropy", "dice-ce" or "mse".
+        ignore_index: Label value the losses ignore.
+        device: "auto" (CUDA when torch sees a GPU), "cpu" or "cuda".
+        batchnorm: "batch" (the reference) or "running" statistics.
+        total: Number of batches, for progress reports.
+        progress: Called after every batch.
+
+    Raises:
+        DataError: No batch was given, or a loss is not finite.
+    """
+    scorer = _Scorer(channels, loss_name, ignore_index, _torch_device(device), batchnorm)
+    for batch in batches:
+        scorer.add(batch)
+        if progress is not None:
+            progress(scorer.count, total)
+    return scorer.result()
+
+
+class _Scorer:
+    """One scoring copy of the model and the running sums over batches."""
+
+    def __init__(
+        self,
+        channels: ChannelAnalysis,
+        loss_name: str,
+        ignore_index: int | None,
+        device: torch.device,
+        batchnorm: str,
+    ) -> None:
+        import torch
+
+        from .losses import make_loss
+        from .torch_graph import TorchGraph
+
+        graph = channels.graph
+        self.channels = channels
+        self.device = device
+        self.module = TorchGraph(graph, batchnorm=batchnorm).eval().to(device)  # type: ignore[arg-type]
+        _zero_layer_biases(channels, self.module)
+        output = graph.output_names[0]
+        self.logits = _logits_of(channels, output)
+        classes = graph.shape(output)[1] if len(graph.shape(output)) > 1 else 1
+        self.loss = make_loss(loss_name, classes=classes, ignore_index=ignore_index)
+        layers = channels.layers
+        self.capture = list(
+            dict.fromkeys([self.logits, *(x.output for x in layers), *(x.weight for x in layers)])
+        )
+        shapes = [graph.shape(layer.weight) for layer in layers]
+        self.magnitude = [torch.zeros(shape, device=device) for shape in shapes]
+        self.signed = [torch.zeros(shape, device=device) for shape in shapes]
+        self.taylor = [torch.zeros(x.channels, dtype=torch.float64, device=device) for x in layers]
+        self.count = 0
+        self.loss_sum = 0.0
+
+    def add(self, batch: Batch) -> None:
+        """Forward and backward one batch and add its statistics."""
+        import torch
+
+        self.module.zero_grad(set_to_none=True)
+        feeds = {
+            name: torch.from_numpy(np.ascontiguousarray(value)).to(self.device)
+            for name, value in batch.inputs.items()
+        }
+        captured = self.module.capture(feeds, self.capture)
+        for name in self.capture[1:]:
+            if captured[name].requires_grad and not captured[name].is_leaf:
+                captured[name].retain_grad()
+        labels = None if batch.labels is None else torch.from_numpy(batch.labels).to(self.device)
+        loss = self.loss(captured[self.logits], labels)
+        if not torch.isfinite(loss):
+            raise DataError(f"the loss is {float(loss)} on batch {self.count + 1}: check the data")
+        loss.backward()
+        with torch.no_grad():
+            for i, layer in enumerate(self.channels.layers):
+                weight = captured[layer.weight]
+                product = _gradient(weight) * weight
+                self.magnitude[i] += product.abs()
+                self.signed[i] += product
+                activation = captured[layer.output]
+                term = activation * _gradient(activation)
+                axes = [a for a in range(term.dim()) if a != 1]
+                self.taylor[i] += term.mean(dim=axes).abs().double()
+        self.count += 1
+        self.loss_sum += float(loss)
+
+    def result(self) -> GradientStatistics:
+        """The averages."""
+        if self.count == 0:
+            raise DataError("the scoring data gave no batch")
+        graph = self.channels.graph
+        nodes = [graph.node(layer.node) for layer in self.channels.layers]
+
+        def matrices(sums: list[torch.Tensor]) -> tuple[np.ndarray, ...]:
+            out = []
+            for node, total in zip(nodes, sums):
+                rule = rule_for(node.op_type, node.domain)
+                assert rule is not None
+                out.append(rule.neuron_weights(node, (total / self.count).cpu().numpy()))
+            return tuple(out)
+
+        return GradientStatistics(
+            batches=self.count,
+            magnitude=matrices(self.magnitude),
+            signed=matrices(self.signed),
+            taylor=tuple((t / self.count).cpu().numpy() for t in self.taylor),
+            weights=layer_weights(self.channels),
+            loss=self.loss_sum / self.count,
+        )
+
+
+def _gradient(tensor: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    return tensor.grad if tensor.grad is not None else torch.zeros_like(tensor)
+
+
+def _torch_device(device: str) -> torch.device:
+    import torch
+
+    if device == "cpu":
+        return torch.device("cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DataError("--device cuda: torch sees no CUDA device")
+    return torch.device("cuda" if torch.cuda.is_available() and device != "cpu" else "cpu")
+
+
+def _zero_layer_biases(channels: ChannelAnalysis, module: object) -> None:
+    """The reference zeroes biases in its scoring copy: bias terms then contribute 0."""
+    import torch
+
+    graph = channels.graph
+    with torch.no_grad():
+        for layer in channels.layers:
+            node = graph.node(layer.node)
+            rule = rule_for(node.op_type, node.domain)
+            slot = rule.bias_input if rule is not None else None
+            if (
+                slot is not None
+                and slot < len(node.inputs)
+                and graph.is_initializer(node.inputs[slot])
+            ):
+                module.parameter(node.inputs[slot]).zero_()  # type: ignore[attr-defined]
+
+
+def _logits_of(channels: ChannelAnalysis, output: str) -> str:
+    """The tensor the loss reads: the output, or the logits before a final softmax."""
+    graph = channels.graph
+    producer = graph.producer(output)
+    if producer is None:
+        return output
+    rule = rule_for(producer.op_type, producer.domain)
+    logits = rule.logits_input(producer, graph) if rule is not None else None
+    return logits if logits is not None else output

@@ -1,0 +1,162 @@
+"""Stage 6, validate: the rewrite is exact, proven in onnxruntime.
+
+The oracle: the original model, with every removed channel multiplied by zero where a
+layer consumes it (the input of each Conv, ConvTranspose, Gemm and MatMul that loses input
+channels), must give the same outputs as the pruned model on the same inputs. Removed
+channels can only reach the outputs through such layers (channels that reach a graph
+output, or pass through an op that mixes channels, are never removed), so agreement up to
+float rounding means the rewrite removed exactly what the plan says and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from . import runtime
+from .analyse import GraphAnalysis
+from .errors import ValidationError
+from .measure import random_inputs
+from .ops import rule_for
+
+#: Default tolerance: max |original - pruned| relative to max |original| per output.
+DEFAULT_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """How closely the pruned model reproduced the masked original.
+
+    Attributes:
+        errors: Relative max error per graph output.
+        tolerance: The tolerance applied.
+        provider: The onnxruntime execution provider used.
+    """
+
+    errors: Mapping[str, float]
+    tolerance: float
+    provider: str
+
+    @property
+    def worst(self) -> tuple[str, float]:
+        """The output with the largest relative error, and that error."""
+        name = max(self.errors, key=lambda key: self.errors[key])
+        return name, self.errors[name]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        name, error = self.worst
+        return {
+            "max_relative_error": error,
+            "worst_output": name,
+            "tolerance": self.tolerance,
+            "provider": self.provider,
+            "errors": dict(self.errors),
+        }
+
+
+def masked_original(
+    graph: GraphAnalysis, kept: Mapping[tuple[str, int], np.ndarray]
+) -> onnx.ModelProto:
+    """Return a copy of the original model with removed channels zeroed where consumed."""
+    model = onnx.ModelProto()
+    model.CopyFrom(graph.model.proto)
+    masks: dict[tuple[str, int], str] = {}
+    new_nodes: list[onnx.NodeProto] = []
+    for node, proto in zip(graph.nodes, model.graph.node):
+        rule = rule_for(node.op_type, node.domain)
+        for slot, axis in rule.masked_inputs if rule is not None else ():
+            name = node.inputs[slot]
+            rank = len(graph.shape(name))
+            key = (name, axis % rank)
+            if key not in kept:
+                continue
+            if key not in masks:
+                masks[key] = _add_mask(model, graph, name, key[1], rank, kept[key], new_nodes)
+            proto.input[slot] = masks[key]
+        new_nodes.append(proto)
+    del model.graph.node[:]
+    model.graph.node.extend(new_nodes)
+    return model
+
+
+def _add_mask(
+    model: onnx.ModelProto,
+    graph: GraphAnalysis,
+    name: str,
+    axis: int,
+    rank: int,
+    kept: np.ndarray,
+    nodes: list[onnx.NodeProto],
+) -> str:
+    size = graph.shape(name)[axis]
+    dtype = helper.tensor_dtype_to_np_dtype(graph.tensors[name].elem_type)
+    mask = np.zeros(size, dtype=dtype)
+    mask[kept] = 1
+    shape = [1] * rank
+    shape[axis] = size
+    mask_name = f"{name}__ranp_mask"
+    model.graph.initializer.append(numpy_helper.from_array(mask.reshape(shape), mask_name))
+    nodes.append(
+        helper.make_node(
+            "Mul", [name, mask_name], [f"{name}__ranp_masked"], name=f"{name}__ranp_mask_mul"
+        )
+    )
+    return f"{name}__ranp_masked"
+
+
+def validate(
+    graph: GraphAnalysis,
+    pruned: onnx.ModelProto,
+    kept: Mapping[tuple[str, int], np.ndarray],
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    inputs: Mapping[str, np.ndarray] | None = None,
+    device: str = "auto",
+) -> ValidationResult:
+    """Run the masked original and the pruned model on the same inputs and compare.
+
+    Args:
+        graph: The analysed original model.
+        pruned: The rewritten model.
+        kept: Kept indices per space that lost elements.
+        tolerance: Largest accepted max |difference| / max |original| per output.
+        inputs: Inputs to run on (default: standard-normal at the analysed shapes).
+        device: onnxruntime device ("auto", "cpu" or "cuda").
+
+    Raises:
+        ValidationError: An output differs by more than the tolerance, or changed shape;
+            the message names the worst output.
+    """
+    feeds = dict(inputs) if inputs is not None else random_inputs(graph, seed=0)
+    providers = runtime.available_providers(device)
+    reference_session = runtime.make_session(masked_original(graph, kept), providers=providers)
+    pruned_session = runtime.make_session(pruned, providers=providers)
+    expected = reference_session.run(None, feeds)
+    actual = pruned_session.run(None, feeds)
+    names = [output.name for output in pruned.graph.output]
+    errors = {}
+    for name, want, got in zip(names, expected, actual):
+        if want.shape != got.shape:
+            raise ValidationError(
+                f"validation failed: output '{name}' has shape {list(got.shape)} after pruning, "
+                f"{list(want.shape)} before"
+            )
+        scale = float(np.max(np.abs(want))) if want.size else 0.0
+        difference = float(np.max(np.abs(want.astype(np.float64) - got))) if want.size else 0.0
+        errors[name] = difference / scale if scale > 0 else difference
+    result = ValidationResult(
+        errors=errors, tolerance=tolerance, provider=pruned_session.get_providers()[0]
+    )
+    worst, error = result.worst
+    if not error <= tolerance:
+        raise ValidationError(
+            f"validation failed: output '{worst}' differs from the masked original by "
+            f"{error:.3g} of its scale (tolerance {tolerance:g}); no model was written"
+        )
+    return result
