@@ -26,8 +26,10 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	mkdir -p $(DEMO)
 	$(BIN)/ranp-onnx export unet3d-15 --preset shapenet --width-mult 0.25 --input-shape 1,32,32,32 -o $(DEMO)/unet.onnx --force
-	$(BIN)/ranp-onnx report $(DEMO)/unet.onnx
-	$(BIN)/ranp-onnx report $(DEMO)/unet.onnx --convention ranp-paper --measure
+	$(BIN)/ranp-onnx report $(DEMO)/unet.onnx --convention ranp-paper
+	$(BIN)/ranp-onnx prune $(DEMO)/unet.onnx --data random --batch-size 2 --batches 2 --sparsity 0.8 \
+		--method ranp-f -o $(DEMO)/slim.onnx --plan $(DEMO)/plan.json --force
+	$(BIN)/ranp-onnx report $(DEMO)/slim.onnx --compare $(DEMO)/unet.onnx --convention ranp-paper --measure
 
 lint: $(STAMP)
 	$(BIN)/ruff check ranp_onnx cli exporters tests examples

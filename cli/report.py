@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ranp_onnx.analyse import analyse, parse_input_shapes
+from ranp_onnx.analyse import analyse, parse_input_shapes, require_convolution
 from ranp_onnx.costs import CONVENTIONS, count_costs
 from ranp_onnx.measure import measure
 from ranp_onnx.report import comparison_json, format_comparison, format_report
@@ -74,6 +74,7 @@ def report(
     ranp-onnx report slim.onnx --compare unet.onnx --measure
     """
     graph = analyse(model, parse_input_shapes(input_shapes))
+    require_convolution(graph)
     costs = count_costs(graph, convention)  # type: ignore[arg-type]
     measured = measure(graph, runs=runs, device=device) if do_measure else None
     if compare is None:
@@ -86,6 +87,7 @@ def report(
             click.echo(format_report(costs, measured))
         return
     other_graph = analyse(compare, parse_input_shapes(compare_shapes or input_shapes))
+    require_convolution(other_graph)
     other = count_costs(other_graph, convention)  # type: ignore[arg-type]
     other_measured = measure(other_graph, runs=runs, device=device) if do_measure else None
     if as_json:

@@ -281,8 +281,8 @@ def analyse(
 def require_convolution(graph: GraphAnalysis) -> None:
     """Refuse a model without a convolution on its data path.
 
-    Pruning neurons needs convolutions (the tool prunes 3D CNNs); counting costs does not,
-    so ``report`` accepts any graph and the pruning commands call this.
+    ranp-onnx is for convolutional networks: the commands call this (the library's
+    ``count_costs`` still counts any graph).
 
     Raises:
         UnsupportedModelError: No Conv or ConvTranspose node reads the model's inputs.
