@@ -69,8 +69,73 @@ def _check_channels(
         )
 
 
+class _Convolution(OpRule):
+    """Conv and ConvTranspose: channel coupling and the rewrite of grouped weights.
+
+    Attributes:
+        rows_index: Which tensor the weight's axis 0 indexes ("output" for Conv, "input"
+            for ConvTranspose); axis 1 indexes the other one, per group.
+    """
+
+    parameter_inputs = (1, 2)
+    masked_inputs = ((0, 1),)
+    bias_input = 2
+    initializer_roles: ClassVar[dict[int, str]] = {1: "weight", 2: "bias"}
+    rows_index: ClassVar[str] = "output"
+
+    def _per_group_tensor(self, node: NodeInfo) -> str:
+        return node.inputs[0] if self.rows_index == "output" else node.outputs[0]
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Output channels are neurons; the weight's axes are tied to the channels they index.
+
+        Depthwise convs (group == input channels) tie each output to the input it reads;
+        other grouped convs keep the group attribute valid by pruning every group equally.
+        """
+        x, weight, y = node.inputs[0], node.inputs[1], node.outputs[0]
+        if not graph.tensors[weight].static:
+            channels.block_node(node, f"{node.op_type} weight is computed at run time")
+            return
+        groups = int(node.attribute("group", 1))
+        x_space, y_space = channels.space(x), channels.space(y)
+        rows, per_group = (y_space, x_space) if self.rows_index == "output" else (x_space, y_space)
+        channels.member(node, x_space, y_space)
+        channels.tie(channels.space(weight, 0), rows)
+        if _has_bias(node):
+            channels.tie(channels.space(node.inputs[2], 0), y_space)
+        channels.add_layer(node, y_space, weight)
+        if groups == 1:
+            channels.tie(channels.space(weight, 1), per_group)
+        elif groups == x_space.size:
+            channels.tie_blocks(y_space, x_space, y_space.size // x_space.size)
+        elif len(graph.consumers(weight)) > 1:
+            channels.block_node(node, f"grouped {node.op_type} shares its weight with another node")
+        else:
+            channels.equal_groups(x_space, groups, node)
+            channels.equal_groups(y_space, groups, node)
+            channels.derive(weight, 1, per_group, groups)
+
+    def rewrite(self, node: NodeInfo, graph: GraphAnalysis, context: RewriteContext) -> None:
+        """Depthwise: group = new channel count; grouped: slice each group's block of axis 1."""
+        groups = int(node.attribute("group", 1))
+        if groups == 1:
+            return
+        if groups == graph.shape(node.inputs[0])[1]:
+            context.set_attribute(node, "group", context.new_size(node.inputs[0]))
+            return
+        tensor = self._per_group_tensor(node)
+        kept = context.kept_channels(tensor)
+        if kept is None:
+            return
+        weight = node.inputs[1]
+        channels = graph.shape(tensor)[1]
+        context.set_value(
+            weight, slice_grouped_axis(context.value(weight), kept, groups, channels, axis=1)
+        )
+
+
 @register
-class ConvRule(OpRule):
+class ConvRule(_Convolution):
     """Conv: weight ``[C_out, C_in/groups, k...]``.
 
     MACs = output elements x C_in/groups x prod(kernel); the output shape comes from shape
@@ -78,55 +143,6 @@ class ConvRule(OpRule):
     """
 
     op_types = ("Conv",)
-    parameter_inputs = (1, 2)
-
-    masked_inputs = ((0, 1),)
-    bias_input = 2
-    initializer_roles: ClassVar[dict[int, str]] = {1: "weight", 2: "bias"}
-
-    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
-        """Output channels are neurons; input channels are tied to the weight's axis 1.
-
-        Depthwise convs (group == input channels) tie each output to the input it reads;
-        other grouped convs keep the group attribute valid by pruning every group equally.
-        """
-        x, weight, y = node.inputs[0], node.inputs[1], node.outputs[0]
-        if not graph.tensors[weight].static:
-            channels.block_node(node, "Conv weight is computed at run time")
-            return
-        groups = int(node.attribute("group", 1))
-        x_space, y_space = channels.space(x), channels.space(y)
-        channels.member(node, x_space, y_space)
-        channels.tie(channels.space(weight, 0), y_space)
-        if _has_bias(node):
-            channels.tie(channels.space(node.inputs[2], 0), y_space)
-        channels.add_layer(node, y_space, weight)
-        if groups == 1:
-            channels.tie(channels.space(weight, 1), x_space)
-        elif groups == x_space.size:
-            channels.tie_blocks(y_space, x_space, y_space.size // x_space.size)
-        elif len(graph.consumers(weight)) > 1:
-            channels.block_node(node, "grouped Conv shares its weight with another node")
-        else:
-            channels.equal_groups(x_space, groups, node)
-            channels.equal_groups(y_space, groups, node)
-            channels.derive(weight, 1, x_space, groups)
-
-    def rewrite(self, node: NodeInfo, graph: GraphAnalysis, context: RewriteContext) -> None:
-        """Depthwise: group = new channel count; grouped: slice each group's input block."""
-        groups = int(node.attribute("group", 1))
-        x, weight = node.inputs[0], node.inputs[1]
-        in_channels = graph.shape(x)[1]
-        if groups == 1:
-            return
-        if groups == in_channels:
-            context.set_attribute(node, "group", context.new_size(x))
-            return
-        kept_in = context.kept_channels(x)
-        if kept_in is None:
-            return
-        value = context.value(weight)
-        context.set_value(weight, slice_grouped_axis(value, kept_in, groups, in_channels, axis=1))
 
     def neuron_weights(self, node: NodeInfo, weight: np.ndarray) -> np.ndarray:
         """``[C_out, C_in/groups * prod(kernel)]``."""
@@ -185,7 +201,7 @@ class ConvRule(OpRule):
 
 
 @register
-class ConvTransposeRule(OpRule):
+class ConvTransposeRule(_Convolution):
     """ConvTranspose: weight ``[C_in, C_out/groups, k...]``.
 
     Every input element is multiplied into C_out/groups x prod(kernel) outputs, so
@@ -195,51 +211,7 @@ class ConvTransposeRule(OpRule):
     """
 
     op_types = ("ConvTranspose",)
-    parameter_inputs = (1, 2)
-
-    masked_inputs = ((0, 1),)
-    bias_input = 2
-    initializer_roles: ClassVar[dict[int, str]] = {1: "weight", 2: "bias"}
-
-    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
-        """Output channels are neurons; the weight's axis 0 indexes input channels."""
-        x, weight, y = node.inputs[0], node.inputs[1], node.outputs[0]
-        if not graph.tensors[weight].static:
-            channels.block_node(node, "ConvTranspose weight is computed at run time")
-            return
-        groups = int(node.attribute("group", 1))
-        x_space, y_space = channels.space(x), channels.space(y)
-        channels.member(node, x_space, y_space)
-        channels.tie(channels.space(weight, 0), x_space)
-        if _has_bias(node):
-            channels.tie(channels.space(node.inputs[2], 0), y_space)
-        channels.add_layer(node, y_space, weight)
-        if groups == 1:
-            channels.tie(channels.space(weight, 1), y_space)
-        elif groups == x_space.size:
-            channels.tie_blocks(y_space, x_space, y_space.size // x_space.size)
-        elif len(graph.consumers(weight)) > 1:
-            channels.block_node(node, "grouped ConvTranspose shares its weight with another node")
-        else:
-            channels.equal_groups(x_space, groups, node)
-            channels.equal_groups(y_space, groups, node)
-            channels.derive(weight, 1, y_space, groups)
-
-    def rewrite(self, node: NodeInfo, graph: GraphAnalysis, context: RewriteContext) -> None:
-        """Depthwise: group = new channel count; grouped: slice each group's output block."""
-        groups = int(node.attribute("group", 1))
-        x, weight, y = node.inputs[0], node.inputs[1], node.outputs[0]
-        if groups == 1:
-            return
-        if groups == graph.shape(x)[1]:
-            context.set_attribute(node, "group", context.new_size(x))
-            return
-        kept_out = context.kept_channels(y)
-        if kept_out is None:
-            return
-        value = context.value(weight)
-        out_channels = graph.shape(y)[1]
-        context.set_value(weight, slice_grouped_axis(value, kept_out, groups, out_channels, axis=1))
+    rows_index = "input"
 
     def neuron_weights(self, node: NodeInfo, weight: np.ndarray) -> np.ndarray:
         """Regroup ``[C_in, C_out/groups, k...]`` into ``[C_out, C_in/groups * prod(k)]``."""

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from .base import OpRule, numel, register
 from .coupling import broadcast_axis, depends_on_shapes, pass_through
 from .evaluation import axes_operand, ints, normalize_axis, required
@@ -125,12 +123,25 @@ class TransposeRule(OpRule):
         pass_through(node, graph, channels)
 
 
+class _AxesRule(OpRule):
+    """Squeeze and Unsqueeze: remove or insert axes of size 1."""
+
+    parameter_view = "view"
+
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Adding or removing axes after the channel axis passes channels."""
+        reference = node.outputs[0] if node.op_type == "Unsqueeze" else node.inputs[0]
+        if any(axis <= 1 for axis in _axes(node, graph, len(graph.shape(reference)))):
+            channels.block_node(node, f"{node.op_type} moves the channel axis")
+            return
+        pass_through(node, graph, channels)
+
+
 @register
-class SqueezeRule(OpRule):
+class SqueezeRule(_AxesRule):
     """Squeeze: drops axes of size 1."""
 
     op_types = ("Squeeze",)
-    parameter_view = "view"
 
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
@@ -151,28 +162,13 @@ class SqueezeRule(OpRule):
         remaining = [a for a in range(rank) if a not in removed]
         return (node.inputs[0], remaining[axis]) if axis < len(remaining) else None
 
-    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
-        """Adding or removing axes after the channel axis passes channels."""
-        reference = node.outputs[0] if node.op_type == "Unsqueeze" else node.inputs[0]
-        rank = len(graph.shape(reference))
-        axes = node.attribute("axes")
-        if axes is None and len(node.inputs) > 1 and node.inputs[1]:
-            value = graph.constant(node.inputs[1])
-            axes = value.tolist() if value is not None else None
-        if axes is None:
-            axes = [i for i, d in enumerate(graph.shape(node.inputs[0])) if d == 1]
-        if any(int(a) % rank <= 1 for a in np.atleast_1d(axes)):
-            channels.block_node(node, f"{node.op_type} moves the channel axis")
-            return
-        pass_through(node, graph, channels)
 
 
 @register
-class UnsqueezeRule(OpRule):
+class UnsqueezeRule(_AxesRule):
     """Unsqueeze: inserts axes of size 1."""
 
     op_types = ("Unsqueeze",)
-    parameter_view = "view"
 
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
@@ -194,20 +190,6 @@ class UnsqueezeRule(OpRule):
             return None
         return node.inputs[0], axis - sum(1 for a in inserted if a < axis)
 
-    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
-        """Adding or removing axes after the channel axis passes channels."""
-        reference = node.outputs[0] if node.op_type == "Unsqueeze" else node.inputs[0]
-        rank = len(graph.shape(reference))
-        axes = node.attribute("axes")
-        if axes is None and len(node.inputs) > 1 and node.inputs[1]:
-            value = graph.constant(node.inputs[1])
-            axes = value.tolist() if value is not None else None
-        if axes is None:
-            axes = [i for i, d in enumerate(graph.shape(node.inputs[0])) if d == 1]
-        if any(int(a) % rank <= 1 for a in np.atleast_1d(axes)):
-            channels.block_node(node, f"{node.op_type} moves the channel axis")
-            return
-        pass_through(node, graph, channels)
 
 
 @register

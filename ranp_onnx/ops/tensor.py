@@ -195,18 +195,8 @@ class PadRule(OpRule):
         pass_through(node, graph, channels)
 
 
-@register
-class IdentityRule(OpRule):
-    """Identity: passes everything through."""
-
-    op_types = ("Identity",)
-    parameter_view = "alias"
-
-    def evaluate(
-        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
-    ) -> Sequence[torch.Tensor]:
-        """The input itself."""
-        return [required(inputs, 0)]
+class _Copy(OpRule):
+    """Ops whose output holds the input's values, element for element."""
 
     def static_source(
         self, node: NodeInfo, graph: GraphAnalysis, axis: int
@@ -220,7 +210,22 @@ class IdentityRule(OpRule):
 
 
 @register
-class CastRule(OpRule):
+class IdentityRule(_Copy):
+    """Identity: passes everything through."""
+
+    op_types = ("Identity",)
+    parameter_view = "alias"
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """The input itself."""
+        return [required(inputs, 0)]
+
+
+
+@register
+class CastRule(_Copy):
     """Cast / CastLike: change the element type, channels unchanged."""
 
     op_types = ("Cast", "CastLike")
@@ -237,15 +242,6 @@ class CastRule(OpRule):
             dtype = torch_dtype(int(node.attribute("to")), node)
         return [x if x.dtype == dtype else x.to(dtype)]
 
-    def static_source(
-        self, node: NodeInfo, graph: GraphAnalysis, axis: int
-    ) -> tuple[str, int] | None:
-        """The output is the input: same axis."""
-        return node.inputs[0], axis
-
-    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
-        """Elementwise: channel c in, channel c out."""
-        pass_through(node, graph, channels)
 
 
 @register
