@@ -101,6 +101,8 @@ class TorchGraph(torch.nn.Module):
 
     Attributes:
         batchnorm: The BatchNormalization mode; may be changed at any time.
+        onnx_model: The model it was built from; :func:`ranp_onnx.to_onnx` writes it back
+            with the current parameter values.
         update_running_stats: Whether batch statistics update the running statistics
             buffers (as torch's BatchNorm does). Defaults to True.
 
@@ -120,6 +122,7 @@ class TorchGraph(torch.nn.Module):
         graph = loaded.proto.graph
         nodes = model.nodes if isinstance(model, GraphAnalysis) else tuple(_node_infos(graph))
         self.opset = runtime.default_opset(loaded.proto)
+        self.onnx_model = loaded.proto
         self.batchnorm: BatchNormMode = batchnorm
         self.update_running_stats = True
         initializers = {tensor.name: tensor for tensor in graph.initializer}
