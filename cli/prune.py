@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
 import click
 
 from ranp_onnx.analyse import GraphAnalysis, analyse, parse_input_shapes
-from ranp_onnx.costs import CONVENTIONS, Convention
+from ranp_onnx.costs import CONVENTIONS, Convention, count_costs
 from ranp_onnx.errors import PlanError
 from ranp_onnx.plan import PrunePlan
 from ranp_onnx.prune import (
     PruneOptions,
     PruneResult,
     apply_plan,
-    prune,
+    predicted_costs,
+    prune_scored,
     score_model,
     search_max_sparsity,
 )
 from ranp_onnx.report import comparison_json, format_comparison
-from ranp_onnx.save import check_output_path, save_model, write_text
+from ranp_onnx.save import (
+    check_output_path,
+    data_path,
+    external_data_files,
+    save_model,
+    write_text,
+)
 
 from .options import (
     default_lambda,
@@ -35,13 +43,19 @@ from .options import (
 )
 
 
-def _progress(enabled: bool) -> Callable[[int, int | None], None] | None:
-    if not enabled or not sys.stderr.isatty():
+def stderr_is_terminal() -> bool:
+    """True if stderr is a terminal (progress lines are shown only then)."""
+    return sys.stderr.isatty()
+
+
+def _progress(enabled: bool, label: str) -> Callable[[int, int | None], None] | None:
+    """A progress line on stderr, rewritten in place; None unless stderr is a terminal."""
+    if not enabled or not stderr_is_terminal():
         return None
 
     def report(done: int, total: int | None) -> None:
         of = f"/{total}" if total else ""
-        click.echo(f"\rscoring batch {done}{of}", err=True, nl=total is not None and done == total)
+        click.echo(f"\r{label} {done}{of}", err=True, nl=total is not None and done == total)
 
     return report
 
@@ -85,13 +99,43 @@ def _open(model: str, params: dict[str, Any]) -> tuple[GraphAnalysis, Any]:
     return graph, data
 
 
-def _write(result: PruneResult, graph: GraphAnalysis, output: Path, plan_path: Path | None) -> None:
-    save_model(result.model, output, external_data=graph.model.external_data)
+def _check_outputs(
+    model: str, output: str, plan_path: str | None, force: bool, inputs: list[str]
+) -> tuple[Path, Path | None]:
+    """Check every path the command will write before any work is done."""
+    external = bool(external_data_files(model))
+    out = check_output_path(output, force=force, inputs=inputs, external_data=external)
+    if plan_path is None:
+        return out, None
+    plan_out = check_output_path(plan_path, force=force, inputs=inputs)
+    written = {out.resolve(), data_path(out).resolve()} if external else {out.resolve()}
+    if plan_out.resolve() in written:
+        raise PlanError(f"--plan {plan_path}: the same file as the model output")
+    return out, plan_out
+
+
+def _write(
+    result: PruneResult,
+    graph: GraphAnalysis,
+    output: Path,
+    plan_path: Path | None,
+    *,
+    force: bool,
+    inputs: list[str],
+) -> None:
+    save_model(
+        result.model,
+        output,
+        external_data=graph.model.external_data,
+        force=force,
+        inputs=inputs,
+    )
     if plan_path is not None:
         write_text(plan_path, result.plan.dumps() + "\n")
 
 
 def _render(result: PruneResult, as_json: bool, output: Path) -> None:
+    result = dataclasses.replace(result, after=dataclasses.replace(result.after, model=output.name))
     if as_json:
         document = comparison_json(result.before, result.after)
         document["plan"] = result.plan.to_json()
@@ -106,6 +150,7 @@ def _render(result: PruneResult, as_json: bool, output: Path) -> None:
         f"neurons       {achieved['neurons_kept']} of {achieved['neurons']} kept "
         f"(sparsity {100 * achieved['neuron_sparsity']:.2f}%)"
     )
+    _render_budget(result.plan.settings, achieved)
     if result.selection.emptied_groups:
         click.echo(
             f"note          the ranking emptied {len(result.selection.emptied_groups)} group(s); "
@@ -115,10 +160,32 @@ def _render(result: PruneResult, as_json: bool, output: Path) -> None:
         name, error = result.validation.worst
         provider = result.validation.provider
         click.echo(f"validated     max error {error:.2e} of output scale ({name}, {provider})")
+        if not result.validation.conclusive:
+            click.echo(
+                "note          the outputs hardly depend on the inputs (they change by "
+                f"{result.validation.input_sensitivity:.1e} of their scale between two random "
+                "inputs), so this check proves little: activations vanish in inference mode "
+                "(untrained BatchNorm statistics?) or the pruning cut every path from the inputs"
+            )
     unprunable = [g for g in result.plan.groups if not g["prunable"]]
     for group in unprunable:
         click.echo(f"kept whole    {', '.join(group['layers'])}: {group['reason']}")
     click.echo(f"wrote         {output}")
+
+
+def _render_budget(settings: Mapping[str, Any], achieved: Mapping[str, Any]) -> None:
+    """The budget asked for and what the search achieved."""
+    kept = achieved.get("fraction_kept", {})
+    for option, key, label in (
+        ("target_flops", "flops", "FLOPs"),
+        ("target_memory", "memory_mb", "memory"),
+    ):
+        target = settings.get(option)
+        if target is not None and kept.get(key) is not None:
+            click.echo(
+                f"budget        {label} at most {target:g} of the full model: achieved "
+                f"{kept[key]:.4f} at sparsity {settings['sparsity']:.4f}"
+            )
 
 
 @click.command("prune")
@@ -175,10 +242,7 @@ def prune_command(
     targets = [params[k] is not None for k in ("sparsity", "target_flops", "target_memory")]
     if sum(targets) != 1:
         raise PlanError("give exactly one of --sparsity, --target-flops and --target-memory")
-    out = check_output_path(output, force=force, inputs=[model])
-    plan_out = (
-        check_output_path(plan_path, force=force, inputs=[model, output]) if plan_path else None
-    )
+    out, plan_out = _check_outputs(model, output, plan_path, force, [model])
     graph, data = _open(model, params)
     options = _options(
         graph,
@@ -190,17 +254,18 @@ def prune_command(
         tolerance=params["tolerance"],
         reinit=params["reinit"],
     )
-    show = not (params["as_json"] or params["quiet"])
+    show = not (params["as_json"] or params["quiet"]) and stderr_is_terminal()
     if show and data is not None:
         click.echo(f"scoring on {data.describe()}", err=True)
-    result = prune(
+    scoring = score_model(
         graph,
         data,
         options,
         total_batches=len(data) if data is not None else None,
-        progress=_progress(show),
+        progress=_progress(show, "scoring batch"),
     )
-    _write(result, graph, out, plan_out)
+    result = prune_scored(graph, scoring, options, progress=_progress(show, "budget search step"))
+    _write(result, graph, out, plan_out, force=force, inputs=[model])
     _render(result, params["as_json"], out)
 
 
@@ -240,7 +305,7 @@ def apply_command(
     ranp-onnx apply unet128.onnx --plan plan.json -o slim128.onnx
     """
     plan = _read_plan(plan_path)
-    out = check_output_path(output, force=force, inputs=[model, plan_path])
+    out, _ = _check_outputs(model, output, None, force, [model, plan_path])
     graph = analyse(model, parse_input_shapes(input_shapes))
     options = PruneOptions(
         convention=cast(Convention, convention),
@@ -249,7 +314,7 @@ def apply_command(
         device=device,
     )
     result = apply_plan(graph, plan, options=options)
-    _write(result, graph, out, None)
+    _write(result, graph, out, None, force=force, inputs=[model, plan_path])
     _render(result, as_json, out)
 
 
@@ -279,8 +344,6 @@ def search_command(model: str, **params: Any) -> None:
     \b
     ranp-onnx search-sparsity unet.onnx --data train.npz --method ranp-f
     """
-    from ranp_onnx.prune import predicted_costs
-
     graph, data = _open(model, params)
     options = _options(graph, params)
     show = not (params["as_json"] or params["quiet"])
@@ -289,17 +352,21 @@ def search_command(model: str, **params: Any) -> None:
         data,
         options,
         total_batches=len(data) if data is not None else None,
-        progress=_progress(show),
+        progress=_progress(show, "scoring batch"),
     )
-    sparsity, selection = search_max_sparsity(scoring, options)
-    from ranp_onnx.costs import count_costs
-
+    sparsity, selection = search_max_sparsity(
+        scoring, options, progress=_progress(show, "search step")
+    )
     full = count_costs(graph, options.convention)
     after = predicted_costs(scoring, selection.keep, options.convention)
+    after = dataclasses.replace(after, model=f"at {100 * sparsity:.2f}%")
+    kept = int(scoring.channels.unit_neurons[selection.keep].sum())
     document = {
         "model": graph.model.name,
         "method": options.method,
         "max_feasible_sparsity": sparsity,
+        "neurons": scoring.channels.neuron_count,
+        "neurons_kept": kept,
         "comparison": comparison_json(full, after),
     }
     if params["as_json"]:

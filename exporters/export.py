@@ -247,7 +247,7 @@ def export_model(
         raise ZooError(
             f"the {exporter} exporter cannot write {name} at opset {opset}: {first}"
         ) from error
-    save_model(proto, target)
+    save_model(proto, target, force=force)
     return ExportResult(
         path=target,
         name=built.config.name,

@@ -34,6 +34,7 @@ import numpy as np
 from . import importance
 from .channels import ChannelAnalysis
 from .costs import count_costs
+from .errors import PlanError
 from .score import GradientStatistics
 from .select import global_keep, per_group_keep
 
@@ -69,6 +70,8 @@ class Criterion:
 
     name: ClassVar[str] = ""
     needs_gradients: ClassVar[bool] = True
+    #: What the sparsity is a fraction of.
+    sparsity_of: ClassVar[str] = "neurons"
 
     def layer_scores(
         self, channels: ChannelAnalysis, stats: GradientStatistics, settings: CriterionSettings
@@ -86,7 +89,7 @@ class Criterion:
     ) -> tuple[np.ndarray, np.ndarray, float | None]:
         """Return raw keep flags, unit scores and the threshold (None if there is none)."""
         scores = unit_scores(channels, self.layer_scores(channels, stats, settings), settings)
-        keep, threshold = global_keep(channels, scores, sparsity, excluded)
+        keep, threshold = global_keep(channels, scores, sparsity, excluded, seed=settings.seed)
         return keep, scores, threshold
 
 
@@ -102,8 +105,15 @@ def register(criterion_class: type[Criterion]) -> type[Criterion]:
 
 
 def criterion(name: str) -> Criterion:
-    """Return the criterion called ``name``."""
-    return _CRITERIA[name]
+    """Return the criterion called ``name``.
+
+    Raises:
+        PlanError: No criterion has that name.
+    """
+    found = _CRITERIA.get(name)
+    if found is None:
+        raise PlanError(f"unknown method '{name}' (choose from {', '.join(_CRITERIA)})")
+    return found
 
 
 def method_names() -> tuple[str, ...]:
@@ -344,6 +354,7 @@ class SnipNeurons(Criterion):
     """
 
     name = "snip"
+    sparsity_of = "weights"
 
     def layer_scores(
         self, channels: ChannelAnalysis, stats: GradientStatistics, settings: CriterionSettings

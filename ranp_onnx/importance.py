@@ -102,16 +102,26 @@ def reconstruction_error(weight: np.ndarray, kept_fraction: float) -> float:
     The rows are projected on the top ``kept_fraction`` of their principal components;
     the error is ``||V - V_r||^2 / ||V||^2`` (Zhang et al., section 2.2.1).
     """
+    return float(reconstruction_errors(weight, [kept_fraction])[0])
+
+
+def reconstruction_errors(
+    weight: np.ndarray, kept_fractions: Sequence[float] | np.ndarray
+) -> np.ndarray:
+    """:func:`reconstruction_error` at several kept fractions, from one decomposition.
+
+    The centred rows minus their projection on the top ``r`` principal components leave
+    exactly the energy of the other singular values, so the error is
+    ``sum_{i >= r} sigma_i^2 / ||V||^2`` and only the singular values are needed.
+    """
     rows = np.asarray(weight, dtype=np.float64).reshape(weight.shape[0], -1)
-    centred = rows - rows.mean(axis=0, keepdims=True)
     total = float(np.sum(rows**2))
     if total == 0:
-        return 0.0
-    _, singular, components = np.linalg.svd(centred, full_matrices=False)
-    keep = round(kept_fraction * singular.size)
-    basis = components[:keep]
-    reconstructed = centred @ basis.T @ basis + rows.mean(axis=0, keepdims=True)
-    return float(np.sum((rows - reconstructed) ** 2) / total)
+        return np.zeros(len(kept_fractions))
+    centred = rows - rows.mean(axis=0, keepdims=True)
+    energy = np.linalg.svd(centred, compute_uv=False) ** 2
+    keeps = [round(fraction * energy.size) for fraction in kept_fractions]
+    return np.array([float(energy[keep:].sum()) / total for keep in keeps])
 
 
 def dpr_prune_ratios(
@@ -131,7 +141,7 @@ def dpr_prune_ratios(
     ratios ``v gamma_l`` are clipped to ``[0, max_ratio]``.
     """
     fractions = np.arange(1, 20) / 20
-    errors = np.array([np.mean([reconstruction_error(w, f) for f in fractions]) for w in weights])
+    errors = np.array([np.mean(reconstruction_errors(w, fractions)) for w in weights])
     inverse = 1.0 / np.maximum(errors, 1e-12)
     alpha = inverse / inverse.sum()
     g = np.asarray(flops, dtype=np.float64)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .channels import ChannelAnalysis
+from .channels import ChannelAnalysis, ChannelGroup
 from .costs import CostReport
 from .errors import PlanError
 
@@ -34,7 +34,8 @@ class PrunePlan:
         layers: Per scored layer: node, weight, op_type, channels, kept indices.
         groups: Per channel group: layers, members, width, kept units (positions in the
             first layer's channel order), prunable and reason, score summary, costs.
-        achieved: Neuron sparsity and the before/after totals.
+        achieved: Neuron sparsity, the before/after totals and the fraction of each
+            total kept (``fraction_kept``: params, flops, macs, memory_mb).
     """
 
     model: str
@@ -106,33 +107,7 @@ def build_plan(
                 "kept": [int(i) for i in kept],
             }
         )
-    before_by_node = {layer.name: layer for layer in before.layers}
-    after_by_node = {layer.name: layer for layer in after.layers}
-    groups = []
-    for group in channels.groups:
-        flags = keep[group.units]
-        members = [name for name in group.members if name in before_by_node]
-        groups.append(
-            {
-                "id": group.id,
-                "layers": list(group.layers),
-                "members": list(group.members),
-                "width": group.width,
-                "kept_count": int(flags.sum()),
-                "kept": [int(i) for i in np.flatnonzero(flags)],
-                "prunable": group.prunable,
-                "reason": group.reason,
-                "scores": _summary(scores[group.units], flags),
-                "gflops_before": sum(before_by_node[n].flops for n in members) / 1e9,
-                "gflops_after": sum(after_by_node[n].flops for n in members if n in after_by_node)
-                / 1e9,
-                "memory_mb_before": sum(before_by_node[n].memory_bytes for n in members) / 2**20,
-                "memory_mb_after": sum(
-                    after_by_node[n].memory_bytes for n in members if n in after_by_node
-                )
-                / 2**20,
-            }
-        )
+    groups = [_group_entry(group, keep, scores, before, after) for group in channels.groups]
     total = channels.neuron_count
     kept_neurons = int(channels.unit_neurons[keep].sum())
     achieved = {
@@ -141,6 +116,10 @@ def build_plan(
         "neuron_sparsity": 1.0 - kept_neurons / total if total else 0.0,
         "before": before.totals.to_json(),
         "after": after.totals.to_json(),
+        "fraction_kept": {
+            key: _fraction(getattr(after.totals, key), getattr(before.totals, key))
+            for key in ("params", "flops", "macs", "memory_mb")
+        },
         "convention": before.convention,
     }
     return PrunePlan(
@@ -150,6 +129,36 @@ def build_plan(
         groups=tuple(groups),
         achieved=achieved,
     )
+
+
+def _group_entry(
+    group: ChannelGroup, keep: np.ndarray, scores: np.ndarray, before: CostReport, after: CostReport
+) -> dict[str, Any]:
+    """One group of the plan: members, kept units, score summary, costs before and after."""
+    flags = keep[group.units]
+    before_by_node = {layer.name: layer for layer in before.layers}
+    after_by_node = {layer.name: layer for layer in after.layers}
+    members = [name for name in group.members if name in before_by_node]
+    remaining = [after_by_node[name] for name in members if name in after_by_node]
+    return {
+        "id": group.id,
+        "layers": list(group.layers),
+        "members": list(group.members),
+        "width": group.width,
+        "kept_count": int(flags.sum()),
+        "kept": [int(i) for i in np.flatnonzero(flags)],
+        "prunable": group.prunable,
+        "reason": group.reason,
+        "scores": _summary(scores[group.units], flags),
+        "gflops_before": sum(before_by_node[n].flops for n in members) / 1e9,
+        "gflops_after": sum(layer.flops for layer in remaining) / 1e9,
+        "memory_mb_before": sum(before_by_node[n].memory_bytes for n in members) / 2**20,
+        "memory_mb_after": sum(layer.memory_bytes for layer in remaining) / 2**20,
+    }
+
+
+def _fraction(after: float, before: float) -> float | None:
+    return float(after) / float(before) if before else None
 
 
 def _summary(scores: np.ndarray, kept: np.ndarray) -> dict[str, float | None]:

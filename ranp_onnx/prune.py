@@ -1,8 +1,10 @@
 """The pruning pipeline: load -> analyse -> score -> select -> rewrite -> validate -> report.
 
 Only wiring lives here; every step is a stage module. :func:`prune` prunes at a sparsity
-or a resource budget, :func:`search_max_sparsity` is the paper's Algorithm 2, and
-:func:`apply_plan` re-applies a saved plan.
+or a resource budget; it is :func:`score_model` (the gradient passes) followed by
+:func:`prune_scored` (select, rewrite, validate), so that sweeps over methods and
+sparsities score once. :func:`search_max_sparsity` is the paper's Algorithm 2 and
+:func:`apply_plan` re-applies a saved plan. The bisections live in :mod:`ranp_onnx.search`.
 """
 
 from __future__ import annotations
@@ -15,21 +17,20 @@ from typing import Any
 import numpy as np
 import onnx
 
-from .analyse import GraphAnalysis, analyse
+from .analyse import GraphAnalysis, analyse, require_convolution
 from .channels import ChannelAnalysis, analyse_channels, pruned_shapes
 from .costs import Convention, CostReport, count_costs
-from .criteria import CriterionSettings, criterion
+from .criteria import GROUP_REDUCTIONS, CriterionSettings, criterion
 from .data import Batch
 from .errors import PlanError
+from .importance import IMPORTANCES
 from .load import LoadedModel
 from .plan import PrunePlan, build_plan, keep_from_plan
 from .rewrite import rewrite
 from .score import GradientStatistics, Progress, accumulate_gradients, layer_weights
+from .search import highest_accepted, lowest_accepted
 from .select import Selection, apply_constraints
 from .validate import DEFAULT_TOLERANCE, ValidationResult, validate
-
-#: Bisection stops when the sparsity interval is narrower than this (Algorithm 2's delta).
-SEARCH_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -128,8 +129,17 @@ def score_model(
     total_batches: int | None = None,
     progress: Progress | None = None,
 ) -> Scoring:
-    """Analyse the channels and run the scoring passes the method needs."""
+    """Analyse the channels and run the scoring passes the method needs.
+
+    Raises:
+        UnsupportedModelError: The graph has no convolution.
+        PlanError: Nothing can be pruned, an unknown method or layer name, or the method
+            needs data and none was given.
+        DataError: The scoring data does not fit the model.
+    """
+    require_convolution(graph)
     channels = analyse_channels(graph)
+    _require_prunable(channels)
     method = criterion(options.method)
     ignored = _layer_flags(channels, options.ignore, "--ignore")
     kept_whole = _layer_flags(channels, options.keep, "--keep")
@@ -169,9 +179,20 @@ def score_model(
 
 
 def select_at(scoring: Scoring, method: str, sparsity: float, options: PruneOptions) -> Selection:
-    """Select at one sparsity and apply the constraints."""
+    """Select at one sparsity and apply the constraints.
+
+    The criterion settings (importance, lambda, group reduction, seed) come from
+    ``options``; the layers kept whole or ignored from the scoring.
+    """
+    settings = dataclasses.replace(
+        scoring.settings,
+        importance=options.importance,
+        lam=options.lam,
+        group_reduction=options.group_reduction,
+        seed=options.seed,
+    )
     raw, scores, threshold = criterion(method).select(
-        scoring.channels, scoring.stats, scoring.settings, sparsity, scoring.excluded
+        scoring.channels, scoring.stats, settings, sparsity, scoring.excluded
     )
     keep, emptied = apply_constraints(
         scoring.channels,
@@ -190,58 +211,72 @@ def predicted_costs(scoring: Scoring, keep: np.ndarray, convention: Convention) 
 
 
 def select_for_budget(
-    scoring: Scoring, options: PruneOptions, full: CostReport
+    scoring: Scoring,
+    options: PruneOptions,
+    full: CostReport,
+    *,
+    progress: Progress | None = None,
 ) -> tuple[float, Selection]:
     """Find the lowest sparsity that meets ``target_flops`` / ``target_memory`` (bisection).
+
+    Achieved costs never increase with the sparsity (see :mod:`ranp_onnx.select`), so
+    bisection finds the least pruning that fits the budget.
+
+    Args:
+        scoring: The scored model.
+        options: The budget and the selection options.
+        full: The full model's costs.
+        progress: Called after each bisection step with (steps done, steps in total).
 
     Raises:
         PlanError: Even the highest sparsity misses the budget.
     """
-    metric, target = (
-        ("flops", options.target_flops)
+    metric, target, option = (
+        ("flops", options.target_flops, "--target-flops")
         if options.target_flops is not None
-        else ("memory_mb", options.target_memory)
+        else ("memory_mb", options.target_memory, "--target-memory")
     )
     assert target is not None
-    budget = target * float(getattr(full.totals, metric))
+    full_value = float(getattr(full.totals, metric))
 
-    def meets(sparsity: float) -> tuple[bool, Selection]:
-        selection = select_at(scoring, options.method, sparsity, options)
-        value = float(
-            getattr(predicted_costs(scoring, selection.keep, options.convention).totals, metric)
+    def cost(selection: Selection) -> float:
+        totals = predicted_costs(scoring, selection.keep, options.convention).totals
+        return float(getattr(totals, metric))
+
+    found = lowest_accepted(
+        lambda sparsity: select_at(scoring, options.method, sparsity, options),
+        lambda selection: cost(selection) <= target * full_value * (1 + 1e-12),
+        progress=progress,
+    )
+    if found is None:
+        smallest = cost(select_at(scoring, options.method, 1.0, options))
+        raise PlanError(
+            f"{option} {target}: not reachable with --method {options.method}; the smallest "
+            f"model it can make keeps {smallest / full_value:.4f} of the full model"
         )
-        return value <= budget * (1 + 1e-12), selection
-
-    ok, best = meets(1.0)
-    if not ok:
-        option = "--target-flops" if metric == "flops" else "--target-memory"
-        raise PlanError(f"{option} {target}: not reachable with --method {options.method}")
-    low, high = 0.0, 1.0
-    ok_low, low_selection = meets(0.0)
-    if ok_low:
-        return 0.0, low_selection
-    while high - low > SEARCH_TOLERANCE:
-        middle = (low + high) / 2
-        ok, selection = meets(middle)
-        if ok:
-            high, best = middle, selection
-        else:
-            low = middle
-    return high, best
+    return found
 
 
-def search_max_sparsity(scoring: Scoring, options: PruneOptions) -> tuple[float, Selection]:
-    """The paper's Algorithm 2: the largest sparsity at which no layer is emptied."""
-    low, high = 0.0, 1.0
-    best = select_at(scoring, options.method, 0.0, options)
-    while high - low > SEARCH_TOLERANCE:
-        middle = 0.5 * (low + high)
-        selection = select_at(scoring, options.method, middle, options)
-        if selection.feasible:
-            low, best = middle, selection
-        else:
-            high = middle
-    return low, best
+def search_max_sparsity(
+    scoring: Scoring, options: PruneOptions, *, progress: Progress | None = None
+) -> tuple[float, Selection]:
+    """The paper's Algorithm 2: the largest sparsity at which the ranking empties no layer.
+
+    Bisects [0, 1] until the interval is below :data:`~ranp_onnx.search.SEARCH_TOLERANCE`.
+
+    Args:
+        scoring: The scored model.
+        options: The method and the selection options.
+        progress: Called after each bisection step with (steps done, steps in total).
+
+    Returns:
+        The largest feasible sparsity found and its selection.
+    """
+    return highest_accepted(
+        lambda sparsity: select_at(scoring, options.method, sparsity, options),
+        lambda selection: selection.feasible,
+        progress=progress,
+    )
 
 
 def _analysed(
@@ -262,19 +297,93 @@ def prune(
 ) -> PruneResult:
     """Prune a model at a sparsity or a resource budget.
 
+    Args:
+        model: A path, ModelProto, loaded or analysed model (never modified).
+        data: Scoring batches (None for methods that need no gradients).
+        options: Exactly one of ``sparsity``, ``target_flops``, ``target_memory``, and the
+            rest of the settings.
+        input_shapes: Shapes of dynamic inputs.
+        total_batches: Number of batches, for progress reports.
+        progress: Called after every scoring batch.
+
     Raises:
         RanpError: Bad input; ValidationError if the rewrite fails the oracle.
     """
+    check_options(options)
     graph = _analysed(model, input_shapes)
     scoring = score_model(graph, data, options, total_batches=total_batches, progress=progress)
+    return prune_scored(graph, scoring, options)
+
+
+def prune_scored(
+    graph: GraphAnalysis,
+    scoring: Scoring,
+    options: PruneOptions,
+    *,
+    progress: Progress | None = None,
+) -> PruneResult:
+    """Select, rewrite and validate a model already scored by :func:`score_model`.
+
+    One scoring serves every method with the same data (sweeps over methods and
+    sparsities score once).
+
+    Args:
+        graph: The analysed model ``scoring`` was made from.
+        scoring: Its scoring.
+        options: The target and the selection options (``options.method`` may differ
+            from the method scored, as long as both need the same statistics).
+        progress: Called after each step of a budget search.
+    """
+    check_options(options)
+    if criterion(options.method).needs_gradients and scoring.stats.batches == 0:
+        raise PlanError(f"--method {options.method} needs --data")
     before = count_costs(graph, options.convention)
     if options.sparsity is not None:
         sparsity = options.sparsity
         selection = select_at(scoring, options.method, sparsity, options)
     else:
-        sparsity, selection = select_for_budget(scoring, options, before)
+        sparsity, selection = select_for_budget(scoring, options, before, progress=progress)
+    if not scoring.channels.kept_indices(selection.keep):
+        raise PlanError(_nothing_removed(options, sparsity))
     settings = {**options.settings(), "sparsity": sparsity}
     return _finish(graph, scoring.channels, selection, options, settings, before)
+
+
+def _nothing_removed(options: PruneOptions, sparsity: float) -> str:
+    if options.sparsity is None:
+        return "nothing to remove: the full model already meets the budget"
+    method = criterion(options.method)
+    return (
+        f"nothing to remove: --method {options.method} at --sparsity {sparsity:g} (a fraction "
+        f"of the {method.sparsity_of}) keeps every channel; raise --sparsity"
+    )
+
+
+def check_options(options: PruneOptions) -> None:
+    """Refuse options that contradict each other or are out of range.
+
+    Raises:
+        PlanError: Zero or several of sparsity / target_flops / target_memory, or a value
+            out of range.
+    """
+    targets = [options.sparsity, options.target_flops, options.target_memory]
+    if sum(value is not None for value in targets) != 1:
+        raise PlanError("give exactly one of --sparsity, --target-flops and --target-memory")
+    if options.sparsity is not None and not 0 <= options.sparsity < 1:
+        raise PlanError(f"--sparsity {options.sparsity}: must be in [0, 1)")
+    for name, value in (
+        ("--target-flops", options.target_flops),
+        ("--target-memory", options.target_memory),
+    ):
+        if value is not None and not 0 < value <= 1:
+            raise PlanError(f"{name} {value}: must be in (0, 1]")
+    if options.min_channels < 1 or options.round_to < 1:
+        raise PlanError("--min-channels and --round-to must be at least 1")
+    if options.importance not in IMPORTANCES:
+        raise PlanError(f"unknown importance '{options.importance}'")
+    if options.group_reduction not in GROUP_REDUCTIONS:
+        raise PlanError(f"unknown group reduction '{options.group_reduction}'")
+    criterion(options.method)
 
 
 def apply_plan(
@@ -287,6 +396,7 @@ def apply_plan(
     """Re-apply a saved plan (also to an export of the same network at another size)."""
     options = options or PruneOptions()
     graph = _analysed(model, input_shapes)
+    require_convolution(graph)
     channels = analyse_channels(graph)
     keep = keep_from_plan(channels, plan)
     selection = Selection(
@@ -348,6 +458,14 @@ def _units_of(channels: ChannelAnalysis, layer_flags: np.ndarray) -> np.ndarray:
         if flag:
             units[layer.units] = True
     return units
+
+
+def _require_prunable(channels: ChannelAnalysis) -> None:
+    """Refuse a model whose every channel group must be kept whole, with the reasons."""
+    if any(group.prunable for group in channels.groups):
+        return
+    reasons = sorted({str(group.reason) for group in channels.groups})
+    raise PlanError(f"nothing to prune: every layer must be kept whole ({'; '.join(reasons)})")
 
 
 def _fixed_units(channels: ChannelAnalysis) -> np.ndarray:

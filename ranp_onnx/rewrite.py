@@ -23,7 +23,7 @@ import onnx_graphsurgeon as gs
 from . import runtime
 from .analyse import GraphAnalysis, NodeInfo
 from .channels import ChannelAnalysis
-from .errors import InternalError, PlanError
+from .errors import InternalError, PlanError, ValidationError
 from .ops import rule_for
 
 
@@ -45,6 +45,7 @@ class RewriteContext:
     values: dict[str, np.ndarray] = field(default_factory=dict)
     attributes: dict[str, dict[str, Any]] = field(default_factory=dict)
     inputs: dict[tuple[str, int], tuple[str, np.ndarray]] = field(default_factory=dict)
+    _changed_tensors: frozenset[str] | None = field(default=None, repr=False)
 
     def kept_channels(self, tensor: str, axis: int = 1) -> np.ndarray | None:
         """Return the kept indices of ``tensor``'s ``axis``, or None if it keeps all."""
@@ -58,8 +59,9 @@ class RewriteContext:
 
     def changed(self, node: NodeInfo) -> bool:
         """Return True if any tensor the node reads or writes loses channels."""
-        names = {name for name in (*node.inputs, *node.outputs) if name}
-        return any(tensor in names for tensor, _ in self.kept)
+        if self._changed_tensors is None:
+            self._changed_tensors = frozenset(tensor for tensor, _ in self.kept)
+        return any(name in self._changed_tensors for name in (*node.inputs, *node.outputs))
 
     def value(self, name: str) -> np.ndarray:
         """Return the current value of a static tensor (its new value if already changed)."""
@@ -151,7 +153,25 @@ def rewrite(channels: ChannelAnalysis, keep: np.ndarray) -> onnx.ModelProto:
                 f"node '{node.name}' lost channels but op '{node.op_type}' has no rule"
             )
         rule.rewrite(node, graph, context)
+    _freeze_unpruned_dependents(context, channels.recomputed)
     return _apply(graph, context)
+
+
+def _freeze_unpruned_dependents(context: RewriteContext, recomputed: frozenset[str]) -> None:
+    """Give static tensors computed from a changed one, but not pruned, their own value.
+
+    torch's exporter feeds equal initializers (BatchNorm scales of 1 at initialization) to
+    several layers through ``Identity`` aliases of one of them. When that one is sliced,
+    an alias whose layer keeps all its channels must keep its value rather than follow.
+    """
+    graph = context.graph
+    changed = set(context.values) | recomputed
+    for name in sorted(changed):
+        for node in graph.consumers(name):
+            for output in node.outputs:
+                info = graph.tensors.get(output)
+                if info is not None and info.static and output not in changed:
+                    context.set_value(output, static_value(graph, output))
 
 
 def _slice_static_tensors(context: RewriteContext, recomputed: frozenset[str]) -> None:
@@ -170,7 +190,11 @@ def _slice_static_tensors(context: RewriteContext, recomputed: frozenset[str]) -
 
 def _apply(graph: GraphAnalysis, context: RewriteContext) -> onnx.ModelProto:
     original = graph.model.proto
-    surgeon = gs.import_onnx(original)
+    # onnx-graphsurgeon's importer writes into the proto it reads (it sets the names of
+    # Constant nodes' tensors), so it reads a copy: the analysed model stays untouched.
+    source = onnx.ModelProto()
+    source.CopyFrom(original)
+    surgeon = gs.import_onnx(source)
     tensors = surgeon.tensors()
     for name, value in context.values.items():
         tensor = tensors[name]
@@ -202,8 +226,20 @@ def _apply(graph: GraphAnalysis, context: RewriteContext) -> onnx.ModelProto:
     _copy_model_fields(original, model)
     del model.graph.value_info[:]
     if model.ByteSize() < (1 << 31) - 1:
-        model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+        try:
+            model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+        except onnx.shape_inference.InferenceError as error:
+            raise ValidationError(
+                "validation failed: the rewritten model fails ONNX shape inference "
+                f"({_last_line(error)}); this is a bug in ranp-onnx, no model was written"
+            ) from error
     return model
+
+
+def _last_line(error: Exception) -> str:
+    """The last line of a multi-line error: onnx puts the root cause there."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def _copy_model_fields(original: onnx.ModelProto, model: onnx.ModelProto) -> None:

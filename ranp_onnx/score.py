@@ -144,13 +144,18 @@ class _Scorer:
             for name, value in batch.inputs.items()
         }
         captured = self.module.capture(feeds, self.capture)
-        for name in self.capture[1:]:
+        for name in self.capture:
             if captured[name].requires_grad and not captured[name].is_leaf:
                 captured[name].retain_grad()
         labels = None if batch.labels is None else torch.from_numpy(batch.labels).to(self.device)
-        loss = self.loss(captured[self.logits], labels)
+        try:
+            loss = self.loss(captured[self.logits], labels)
+        except ValueError as error:
+            raise DataError(f"batch {self.count + 1}: {error}") from error
         if not torch.isfinite(loss):
-            raise DataError(f"the loss is {float(loss)} on batch {self.count + 1}: check the data")
+            raise DataError(
+                f"the loss is {float(loss.detach())} on batch {self.count + 1}: check the data"
+            )
         loss.backward()
         with torch.no_grad():
             for i, layer in enumerate(self.channels.layers):
@@ -163,7 +168,7 @@ class _Scorer:
                 axes = [a for a in range(term.dim()) if a != 1]
                 self.taylor[i] += term.mean(dim=axes).abs().double()
         self.count += 1
-        self.loss_sum += float(loss)
+        self.loss_sum += float(loss.detach())
 
     def result(self) -> GradientStatistics:
         """The averages."""

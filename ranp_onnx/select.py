@@ -6,7 +6,10 @@ Two ways to choose, and the constraints that always apply afterwards:
   global top-k. ``k = floor(N (1 - sparsity))`` neurons; the threshold is the score at
   which the units taken in descending order reach ``k`` neurons; every unit scoring at
   least the threshold is kept (ties kept). On a network without coupled channels every
-  unit is one neuron and this is exactly the reference.
+  unit is one neuron and this is exactly the reference. One deviation: when the threshold
+  is 0 (many units without any gradient signal, e.g. dead ReLUs on one small batch), the
+  reference keeps every zero and may prune nothing at all; here the zero-score units are
+  taken in a seeded random order until ``k`` neurons are kept.
 - :func:`per_group_keep` (layerwise, spr, dpr): a count per group, the best units first.
 
 :func:`apply_constraints`: fixed units (graph outputs, unprunable groups, ``--keep``) are
@@ -56,15 +59,22 @@ def candidate_units(channels: ChannelAnalysis, excluded: np.ndarray) -> np.ndarr
 
 
 def global_keep(
-    channels: ChannelAnalysis, scores: np.ndarray, sparsity: float, excluded: np.ndarray
+    channels: ChannelAnalysis,
+    scores: np.ndarray,
+    sparsity: float,
+    excluded: np.ndarray,
+    *,
+    seed: int = 0,
 ) -> tuple[np.ndarray, float | None]:
     """The reference's global top-k over units, weighted by their neuron counts.
 
     Args:
         channels: The channel analysis.
-        scores: Score per unit (units without neurons are ignored).
+        scores: Score per unit, >= 0 (units without neurons are ignored).
         sparsity: Fraction of the N neurons to remove.
         excluded: Units left out of N and of the ranking (kept).
+        seed: Order in which zero-score units are taken when the threshold is 0.
+            Defaults to 0.
 
     Returns:
         Keep flags (before constraints) and the threshold.
@@ -79,8 +89,17 @@ def global_keep(
     order = np.argsort(-scores[candidates], kind="stable")
     reached = int(np.searchsorted(np.cumsum(neurons[order]), target))
     threshold = float(scores[candidates[order[min(reached, order.size - 1)]]])
-    keep[candidates[scores[candidates] >= threshold]] = True
-    return keep, threshold
+    if threshold > 0:
+        keep[candidates[scores[candidates] >= threshold]] = True
+        return keep, threshold
+    positive = scores[candidates] > 0
+    keep[candidates[positive]] = True
+    left = target - int(neurons[positive].sum())
+    zeros = candidates[~positive]
+    zeros = zeros[np.random.default_rng(seed).permutation(zeros.size)]
+    taken = int(np.searchsorted(np.cumsum(channels.unit_neurons[zeros]), left)) + 1
+    keep[zeros[:taken]] = True
+    return keep, 0.0
 
 
 def per_group_keep(

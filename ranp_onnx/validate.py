@@ -6,6 +6,8 @@ channels), must give the same outputs as the pruned model on the same inputs. Re
 channels can only reach the outputs through such layers (channels that reach a graph
 output, or pass through an op that mixes channels, are never removed), so agreement up to
 float rounding means the rewrite removed exactly what the plan says and nothing else.
+Before the oracle runs, the pruned model must pass ``onnx.checker.check_model`` with the
+full check.
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ from onnx import helper, numpy_helper
 from . import runtime
 from .analyse import GraphAnalysis
 from .errors import ValidationError
+from .load import PROTOBUF_LIMIT
 from .measure import random_inputs
 from .ops import rule_for
 
 #: Default tolerance: max |original - pruned| relative to max |original| per output.
 DEFAULT_TOLERANCE = 1e-4
+#: Below this relative change of the outputs between two random inputs, the outputs do not
+#: depend on the inputs (activations vanish) and agreement proves little.
+INPUT_SENSITIVITY_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -36,11 +42,21 @@ class ValidationResult:
         errors: Relative max error per graph output.
         tolerance: The tolerance applied.
         provider: The onnxruntime execution provider used.
+        input_sensitivity: How much the original's outputs change between two random
+            inputs, relative to their scale (the largest over outputs); None if the inputs
+            were given. Near 0 the outputs ignore the inputs (e.g. activations that vanish
+            in inference mode at initialization) and the agreement proves little.
     """
 
     errors: Mapping[str, float]
     tolerance: float
     provider: str
+    input_sensitivity: float | None = None
+
+    @property
+    def conclusive(self) -> bool:
+        """False if the outputs hardly depend on the inputs, so agreement proves little."""
+        return self.input_sensitivity is None or (self.input_sensitivity >= INPUT_SENSITIVITY_FLOOR)
 
     @property
     def worst(self) -> tuple[str, float]:
@@ -57,6 +73,8 @@ class ValidationResult:
             "tolerance": self.tolerance,
             "provider": self.provider,
             "errors": dict(self.errors),
+            "input_sensitivity": self.input_sensitivity,
+            "conclusive": self.conclusive,
         }
 
 
@@ -110,6 +128,45 @@ def _add_mask(
     return f"{name}__ranp_masked"
 
 
+def _check(pruned: onnx.ModelProto) -> None:
+    """The ONNX checker with the full check (shape inference included), under 2 GB."""
+    if pruned.ByteSize() >= PROTOBUF_LIMIT:
+        return
+    try:
+        onnx.checker.check_model(pruned, full_check=True)
+    except Exception as error:  # ValidationError, InferenceError: both fail the proof
+        lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+        raise ValidationError(
+            f"validation failed: the pruned model fails the ONNX checker "
+            f"({lines[-1] if lines else type(error).__name__}); no model was written"
+        ) from error
+
+
+def _run_pruned(
+    pruned: onnx.ModelProto, providers: list[str], feeds: Mapping[str, np.ndarray]
+) -> tuple[Any, list[np.ndarray]]:
+    """Open and run the pruned model; any onnxruntime failure fails the validation."""
+    try:
+        session = runtime.make_session(pruned, providers=providers)
+        return session, session.run(None, dict(feeds))
+    except Exception as failure:  # onnxruntime raises its own exception types
+        text = str(failure).strip()
+        message = text.splitlines()[0] if text else type(failure).__name__
+        raise ValidationError(
+            f"validation failed: onnxruntime cannot run the pruned model ({message}); "
+            "no model was written"
+        ) from failure
+
+
+def _relative_difference(want: np.ndarray, got: np.ndarray) -> float:
+    """Return max |want - got| / max |want| (the difference itself where want is all 0)."""
+    if not want.size:
+        return 0.0
+    scale = float(np.max(np.abs(want)))
+    difference = float(np.max(np.abs(want.astype(np.float64) - got)))
+    return difference / scale if scale > 0 else difference
+
+
 def validate(
     graph: GraphAnalysis,
     pruned: onnx.ModelProto,
@@ -133,12 +190,12 @@ def validate(
         ValidationError: An output differs by more than the tolerance, or changed shape;
             the message names the worst output.
     """
+    _check(pruned)
     feeds = dict(inputs) if inputs is not None else random_inputs(graph, seed=0)
     providers = runtime.available_providers(device)
     reference_session = runtime.make_session(masked_original(graph, kept), providers=providers)
-    pruned_session = runtime.make_session(pruned, providers=providers)
     expected = reference_session.run(None, feeds)
-    actual = pruned_session.run(None, feeds)
+    pruned_session, actual = _run_pruned(pruned, providers, feeds)
     names = [output.name for output in pruned.graph.output]
     errors = {}
     for name, want, got in zip(names, expected, actual):
@@ -147,11 +204,18 @@ def validate(
                 f"validation failed: output '{name}' has shape {list(got.shape)} after pruning, "
                 f"{list(want.shape)} before"
             )
-        scale = float(np.max(np.abs(want))) if want.size else 0.0
-        difference = float(np.max(np.abs(want.astype(np.float64) - got))) if want.size else 0.0
-        errors[name] = difference / scale if scale > 0 else difference
+        errors[name] = _relative_difference(want, got)
+    sensitivity = None
+    if inputs is None:
+        moved = reference_session.run(None, random_inputs(graph, seed=1))
+        sensitivity = max(
+            (_relative_difference(a, b) for a, b in zip(expected, moved)), default=0.0
+        )
     result = ValidationResult(
-        errors=errors, tolerance=tolerance, provider=pruned_session.get_providers()[0]
+        errors=errors,
+        tolerance=tolerance,
+        provider=pruned_session.get_providers()[0],
+        input_sensitivity=sensitivity,
     )
     worst, error = result.worst
     if not error <= tolerance:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from ..errors import InputShapeError
+from ..errors import DataError, InputShapeError
 from .base import LayerGeometry, OpCost, OpRule, numel, register
 from .coupling import pass_through, per_channel
 from .evaluation import float_attribute, normalize_axis, optional, required
@@ -105,6 +105,7 @@ class BatchNormalizationRule(_Normalization):
         )
         if not in_place:
             mean, var = mean.detach().clone(), var.detach().clone()
+        _check_batch_statistics(node, x)
         momentum = 1.0 - float_attribute(node, "momentum", 0.9)
         y = F.batch_norm(x, mean, var, scale, bias, True, momentum, epsilon)
         if context.opset >= 14 or len(node.outputs) <= 3:
@@ -112,6 +113,20 @@ class BatchNormalizationRule(_Normalization):
         axes = [0, *range(2, x.dim())]
         saved_var = x.detach().var(dim=axes, unbiased=False)
         return [y, mean, var, x.detach().mean(dim=axes), saved_var]
+
+
+def _check_batch_statistics(node: NodeInfo, x: torch.Tensor) -> None:
+    """Refuse batch statistics over one value per channel (torch refuses them too).
+
+    Raises:
+        DataError: Batch and spatial size multiply to 1; the message says what to change.
+    """
+    if x.dim() > 1 and x.numel() == x.shape[1]:
+        raise DataError(
+            f"node '{node.name}' (BatchNormalization) sees one value per channel "
+            f"(input {list(x.shape)}): batch statistics are undefined; score with "
+            "--batch-size 2 or more, a larger input, or --batchnorm running"
+        )
 
 
 @register

@@ -60,14 +60,42 @@ class ReshapeRule(OpRule):
             channels.block_node(node, f"Reshape {list(before)} -> {list(after)} mixes channels")
 
     def rewrite(self, node: NodeInfo, graph: GraphAnalysis, context: RewriteContext) -> None:
-        """A hard-coded target shape gets the new channel (or feature) count."""
+        """A hard-coded target shape gets the new channel (or feature) count.
+
+        A target built at run time (``x.view(x.size(0), 16, -1)``: a Concat of pieces, some
+        from Shape) adapts by itself except for pieces that are constants: the piece that
+        holds the channel count is patched there.
+        """
         shape_name = node.inputs[1]
-        if depends_on_shapes(graph, shape_name):
+        new_size = context.new_size(node.outputs[0])
+        if not depends_on_shapes(graph, shape_name):
+            shape = context.value(shape_name).copy()
+            if shape.size >= 2 and shape[1] > 0:
+                shape[1] = new_size
+                context.replace_input(node, 1, shape)
             return
-        shape = context.value(shape_name).copy()
-        if shape.size >= 2 and shape[1] > 0:
-            shape[1] = context.new_size(node.outputs[0])
-            context.replace_input(node, 1, shape)
+        _patch_concatenated_target(graph, context, shape_name, 1, new_size)
+
+
+def _patch_concatenated_target(
+    graph: GraphAnalysis, context: RewriteContext, target: str, index: int, size: int
+) -> None:
+    """Set entry ``index`` of a target shape built by Concat, if a constant piece holds it."""
+    producer = graph.producer(target)
+    if producer is None or producer.op_type != "Concat":
+        return  # computed from shapes as a whole: it follows the pruned input
+    offset = 0
+    for position, piece in enumerate(producer.inputs):
+        length = numel(graph.shape(piece))
+        if offset <= index < offset + length:
+            if depends_on_shapes(graph, piece):
+                return
+            value = context.value(piece).reshape(-1).copy()
+            if value[index - offset] > 0:
+                value[index - offset] = size
+                context.replace_input(producer, position, value)
+            return
+        offset += length
 
 
 @register
@@ -163,7 +191,6 @@ class SqueezeRule(_AxesRule):
         return (node.inputs[0], remaining[axis]) if axis < len(remaining) else None
 
 
-
 @register
 class UnsqueezeRule(_AxesRule):
     """Unsqueeze: inserts axes of size 1."""
@@ -189,7 +216,6 @@ class UnsqueezeRule(_AxesRule):
         if axis in inserted:
             return None
         return node.inputs[0], axis - sum(1 for a in inserted if a < axis)
-
 
 
 @register

@@ -223,7 +223,6 @@ class IdentityRule(_Copy):
         return [required(inputs, 0)]
 
 
-
 @register
 class CastRule(_Copy):
     """Cast / CastLike: change the element type, channels unchanged."""
@@ -241,7 +240,6 @@ class CastRule(_Copy):
         else:
             dtype = torch_dtype(int(node.attribute("to")), node)
         return [x if x.dtype == dtype else x.to(dtype)]
-
 
 
 @register
