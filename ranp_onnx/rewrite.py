@@ -196,14 +196,28 @@ def _apply(graph: GraphAnalysis, context: RewriteContext) -> onnx.ModelProto:
     source.CopyFrom(original)
     surgeon = gs.import_onnx(source)
     tensors = surgeon.tensors()
+    constants = []
     for name, value in context.values.items():
         tensor = tensors[name]
         if isinstance(tensor, gs.Constant):
             tensor.values = value
-        else:
-            for producer in list(tensor.inputs):
-                producer.outputs = [out for out in producer.outputs if out is not tensor]
+            continue
+        for producer in list(tensor.inputs):
+            producer.outputs = [out for out in producer.outputs if out is not tensor]
+        if _reaches_initializer(graph, name):
+            # An alias of a stored tensor (a parameter the exporter shared): stored too.
             tensor.to_constant(value)
+        else:
+            # Computed from constants (a non-affine norm's scale of ones): stays a constant,
+            # so it is neither a parameter nor re-initialised.
+            constants.append(
+                gs.Node(
+                    "Constant",
+                    f"{name}__ranp_constant",
+                    {"value": gs.Constant(f"{name}__ranp_value", value)},
+                    outputs=[tensor],
+                )
+            )
     for gs_node, node in zip(surgeon.nodes, graph.nodes):
         for key, value in context.attributes.get(node.name, {}).items():
             if value is None:
@@ -217,6 +231,8 @@ def _apply(graph: GraphAnalysis, context: RewriteContext) -> onnx.ModelProto:
             while len(gs_node.inputs) <= position:
                 gs_node.inputs.append(gs.Variable.empty())
             gs_node.inputs[position] = gs.Constant(replacement[0], replacement[1])
+    surgeon.nodes.extend(constants)
+    surgeon.toposort()
     keep_shapes = set(graph.input_names) | set(graph.output_names)
     for name, tensor in surgeon.tensors().items():
         if isinstance(tensor, gs.Variable) and name not in keep_shapes:
@@ -240,6 +256,22 @@ def _last_line(error: Exception) -> str:
     """The last line of a multi-line error: onnx puts the root cause there."""
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
     return lines[-1] if lines else type(error).__name__
+
+
+def _reaches_initializer(graph: GraphAnalysis, name: str) -> bool:
+    """True if static tensor ``name`` is computed from an initializer (not only constants)."""
+    pending, seen = [name], set()
+    while pending:
+        current = pending.pop()
+        if not current or current in seen:
+            continue
+        seen.add(current)
+        if graph.is_initializer(current):
+            return True
+        producer = graph.producer(current)
+        if producer is not None:
+            pending.extend(producer.inputs)
+    return False
 
 
 def _copy_model_fields(original: onnx.ModelProto, model: onnx.ModelProto) -> None:

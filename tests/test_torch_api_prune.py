@@ -175,11 +175,6 @@ def test_hard_coded_channel_counts_fall_back_to_to_torch() -> None:
     assert losses[-1] < losses[0]
 
 
-@pytest.mark.xfail(
-    reason="rewrite: a Reshape target built from Shape keeps its hard-coded channel count "
-    "(ops/reshape.py ReshapeRule.rewrite returns early), so shape inference fails",
-    strict=False,
-)
 def test_hard_coded_view_with_the_batch_from_the_shape_falls_back() -> None:
     module = HardCodedChannels(batch_from_shape=True)
     x, data = example_and_data((2, 1, 8, 8, 8), 3, dense=False)
