@@ -9,7 +9,7 @@ shape. It never runs the model: a 3D-UNet at 128^3 is analysed from shapes alone
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,6 +165,19 @@ class GraphAnalysis:
     def consumers(self, name: str) -> tuple[NodeInfo, ...]:
         """Return the nodes that read tensor ``name``, in topological order."""
         return self._consumers.get(name, ())
+
+    def ancestors(self, name: str) -> Iterator[str]:
+        """Yield ``name`` and every tensor it is computed from (each once)."""
+        pending, seen = [name], set()
+        while pending:
+            current = pending.pop()
+            if not current or current in seen:
+                continue
+            seen.add(current)
+            yield current
+            producer = self._producers.get(current)
+            if producer is not None:
+                pending.extend(producer.inputs)
 
     def node(self, name: str) -> NodeInfo:
         """Return the node called ``name``."""
@@ -443,7 +456,9 @@ def _infer_node(
         raise UnsupportedModelError(
             f"node '{node.name}' ({node.op_type}) has sub-graphs: control flow is not supported"
         )
-    is_static = all(name in static for name in present) or node.op_type in ("Shape", "Size")
+    rule = rule_for(node.op_type, node.domain)
+    reads_shape = rule is not None and rule.reads_shape
+    is_static = all(name in static for name in present) or reads_shape
     folded = _fold(node, proto, model, types, values) if is_static else None
     if folded is not None:
         for name, value in zip(node.outputs, folded):
@@ -506,15 +521,11 @@ def _fold(
     values: dict[str, np.ndarray],
 ) -> list[np.ndarray] | None:
     """Compute a static node's outputs if they are cheap; None to fall back on inference."""
-    if node.op_type in ("Shape", "Size"):
+    rule = rule_for(node.op_type, node.domain)
+    if rule is not None and rule.reads_shape:
         shape = _concrete_shape(types[node.inputs[0]])
-        if shape is None:
-            return None
-        if node.op_type == "Size":
-            return [np.array(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)]
-        start = int(node.attribute("start", 0))
-        end = node.attribute("end")
-        return [np.array(shape[start:end], dtype=np.int64)]
+        value = rule.shape_value(node, shape) if shape is not None else None
+        return [value] if value is not None else None
     if node.op_type == "Constant" and "value" in node.attributes:
         return [np.asarray(node.attributes["value"])]
     inputs = [name for name in node.inputs if name]

@@ -260,18 +260,7 @@ def _last_line(error: Exception) -> str:
 
 def _reaches_initializer(graph: GraphAnalysis, name: str) -> bool:
     """True if static tensor ``name`` is computed from an initializer (not only constants)."""
-    pending, seen = [name], set()
-    while pending:
-        current = pending.pop()
-        if not current or current in seen:
-            continue
-        seen.add(current)
-        if graph.is_initializer(current):
-            return True
-        producer = graph.producer(current)
-        if producer is not None:
-            pending.extend(producer.inputs)
-    return False
+    return any(graph.is_initializer(tensor) for tensor in graph.ancestors(name))
 
 
 def _copy_model_fields(original: onnx.ModelProto, model: onnx.ModelProto) -> None:

@@ -91,6 +91,7 @@ class OpRule:
     masked_inputs: ClassVar[tuple[tuple[int, int], ...]] = ()
     bias_input: ClassVar[int | None] = None
     initializer_roles: ClassVar[dict[int, str]] = {}
+    reads_shape: ClassVar[bool] = False
     buffer_inputs: ClassVar[tuple[int, ...]] = ()
     parameter_view: ClassVar[Literal["view", "alias"] | None] = None
 
@@ -139,6 +140,13 @@ class OpRule:
         For Identity, Cast, Squeeze and Unsqueeze: the input tensor and its axis. The
         channel analysis slices such a chain's source initializer instead of storing a
         sliced copy of the chain's output, so parameter names survive pruning.
+        """
+        return None
+
+    def shape_value(self, node: NodeInfo, shape: tuple[int, ...]) -> np.ndarray | None:
+        """For ops whose output depends only on their input's shape (Shape, Size): the output.
+
+        The analysis folds such nodes into constants; every other op returns None.
         """
         return None
 

@@ -109,16 +109,8 @@ def depends_on_shapes(graph: GraphAnalysis, name: str) -> bool:
     Such a tensor adapts by itself when channels are pruned (``x.view(x.size(0), -1)``);
     a stored constant (``[1, 2048]``) has to be patched.
     """
-    pending, seen = [name], set()
-    while pending:
-        current = pending.pop()
-        if not current or current in seen:
-            continue
-        seen.add(current)
-        producer = graph.producer(current)
-        if producer is None:
-            continue
-        if producer.op_type in ("Shape", "Size"):
-            return True
-        pending.extend(producer.inputs)
-    return False
+    from .base import rule_for
+
+    producers = (graph.producer(tensor) for tensor in graph.ancestors(name))
+    rules = (rule_for(p.op_type, p.domain) for p in producers if p is not None)
+    return any(rule is not None and rule.reads_shape for rule in rules)

@@ -22,6 +22,14 @@ class ShapeRule(OpRule):
     """Shape / Size: read a tensor's shape."""
 
     op_types = ("Shape", "Size")
+    reads_shape = True
+
+    def shape_value(self, node: NodeInfo, shape: tuple[int, ...]) -> np.ndarray | None:
+        """The shape (between ``start`` and ``end``), or the element count."""
+        if node.op_type == "Size":
+            return np.array(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)
+        start = int(node.attribute("start", 0))
+        return np.array(shape[start : node.attribute("end")], dtype=np.int64)
 
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
