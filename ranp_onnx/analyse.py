@@ -15,16 +15,14 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import numpy_helper, shape_inference
+from onnx import numpy_helper
 
 from . import runtime
 from .errors import InputShapeError, UnsupportedModelError
+from .inference import FOLD_LIMIT, concrete_shape, infer_node, numel, tensor_type
 from .load import LoadedModel, load_model
 from .ops import rule_for
 from .ops.conv import ConvRule, ConvTransposeRule
-
-#: Largest constant (in elements) whose value is computed while analysing.
-FOLD_LIMIT = 1 << 16
 
 _DIM_SEPARATOR = re.compile(r"[x,]")
 
@@ -246,23 +244,23 @@ def analyse(
     static: set[str] = set(initializers)
     for value in graph.input:
         if value.name in concrete:
-            types[value.name] = _tensor_type(value.type.tensor_type.elem_type, concrete[value.name])
+            types[value.name] = tensor_type(value.type.tensor_type.elem_type, concrete[value.name])
     for name, tensor in initializers.items():
-        types[name] = _tensor_type(tensor.data_type, tuple(tensor.dims))
+        types[name] = tensor_type(tensor.data_type, tuple(tensor.dims))
 
-    nodes = _node_infos(graph)
+    nodes = node_infos(graph)
     values: dict[str, np.ndarray] = {
         name: numpy_helper.to_array(tensor)
         for name, tensor in initializers.items()
-        if _numel(tensor.dims) <= FOLD_LIMIT
+        if numel(tensor.dims) <= FOLD_LIMIT
     }
     for node, proto in zip(nodes, graph.node):
-        _infer_node(node, proto, loaded.proto, types, values, static)
+        infer_node(node, proto, loaded.proto, types, values, static)
 
     tensors = {
         name: TensorInfo(
             name=name,
-            shape=_concrete_shape(type_proto),
+            shape=concrete_shape(type_proto),
             elem_type=type_proto.tensor_type.elem_type,
             static=name in static,
         )
@@ -403,7 +401,8 @@ def _dim_hint(dim: onnx.TensorShapeProto.Dimension) -> str:
     return f"<{dim.dim_param or '?'}>"
 
 
-def _node_infos(graph: onnx.GraphProto) -> list[NodeInfo]:
+def node_infos(graph: onnx.GraphProto) -> list[NodeInfo]:
+    """Describe a graph's nodes in order, giving unnamed or same-named nodes unique names."""
     counts: dict[str, int] = {}
     for node in graph.node:
         if node.name:
@@ -434,163 +433,3 @@ def _attribute_value(attribute: onnx.AttributeProto) -> Any:
     if isinstance(value, list) and value and isinstance(value[0], bytes):
         return [v.decode("utf-8", errors="replace") for v in value]
     return value
-
-
-def _infer_node(
-    node: NodeInfo,
-    proto: onnx.NodeProto,
-    model: onnx.ModelProto,
-    types: dict[str, onnx.TypeProto],
-    values: dict[str, np.ndarray],
-    static: set[str],
-) -> None:
-    present = [name for name in node.inputs if name]
-    missing = [name for name in present if name not in types]
-    if missing:
-        raise UnsupportedModelError(
-            f"node '{node.name}' ({node.op_type}) reads '{missing[0]}', whose type is unknown"
-        )
-    if any(
-        a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in proto.attribute
-    ):
-        raise UnsupportedModelError(
-            f"node '{node.name}' ({node.op_type}) has sub-graphs: control flow is not supported"
-        )
-    rule = rule_for(node.op_type, node.domain)
-    reads_shape = rule is not None and rule.reads_shape
-    is_static = all(name in static for name in present) or reads_shape
-    folded = _fold(node, proto, model, types, values) if is_static else None
-    if folded is not None:
-        for name, value in zip(node.outputs, folded):
-            values[name] = value
-            types[name] = _tensor_type(
-                onnx.helper.np_dtype_to_tensor_dtype(value.dtype), value.shape
-            )
-    else:
-        for name, type_proto in _infer_types(node, proto, model, types, values).items():
-            types[name] = type_proto
-    if is_static:
-        static.update(name for name in node.outputs if name)
-
-
-def _infer_types(
-    node: NodeInfo,
-    proto: onnx.NodeProto,
-    model: onnx.ModelProto,
-    types: dict[str, onnx.TypeProto],
-    values: dict[str, np.ndarray],
-) -> dict[str, onnx.TypeProto]:
-    version = _domain_version(model, node.domain)
-    try:
-        schema = onnx.defs.get_schema(node.op_type, version, node.domain)
-    except onnx.defs.SchemaError as error:
-        raise UnsupportedModelError(
-            f"node '{node.name}': op '{node.op_type}' (domain '{node.domain or 'ai.onnx'}', "
-            f"opset {version}) has no ONNX schema, so its shapes cannot be inferred"
-        ) from error
-    present = [name for name in node.inputs if name]
-    data = {
-        name: numpy_helper.from_array(values[name], name)
-        for name in present
-        if name in values and values[name].size <= FOLD_LIMIT
-    }
-    try:
-        return dict(
-            shape_inference.infer_node_outputs(
-                schema,
-                proto,
-                {name: types[name] for name in present},
-                data,
-                opset_imports=list(model.opset_import),
-                ir_version=min(model.ir_version, onnx.IR_VERSION),
-            )
-        )
-    except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputShapeError(
-            f"node '{node.name}' ({node.op_type}) does not fit its input shapes "
-            f"{[_shape_text(types[n]) for n in present]}: {first}"
-        ) from error
-
-
-def _fold(
-    node: NodeInfo,
-    proto: onnx.NodeProto,
-    model: onnx.ModelProto,
-    types: dict[str, onnx.TypeProto],
-    values: dict[str, np.ndarray],
-) -> list[np.ndarray] | None:
-    """Compute a static node's outputs if they are cheap; None to fall back on inference."""
-    rule = rule_for(node.op_type, node.domain)
-    if rule is not None and rule.reads_shape:
-        shape = _concrete_shape(types[node.inputs[0]])
-        value = rule.shape_value(node, shape) if shape is not None else None
-        return [value] if value is not None else None
-    if node.op_type == "Constant" and "value" in node.attributes:
-        return [np.asarray(node.attributes["value"])]
-    inputs = [name for name in node.inputs if name]
-    if any(name not in values for name in inputs):
-        return None
-    if sum(values[name].size for name in inputs) > FOLD_LIMIT:
-        return None
-    try:
-        from onnx.reference import ReferenceEvaluator
-
-        graph = onnx.helper.make_graph(
-            [proto],
-            "fold",
-            [
-                onnx.helper.make_tensor_value_info(n, types[n].tensor_type.elem_type, None)
-                for n in inputs
-            ],
-            [
-                onnx.helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None)
-                for n in node.outputs
-                if n
-            ],
-        )
-        single = onnx.helper.make_model(graph, opset_imports=list(model.opset_import))
-        single.ir_version = min(model.ir_version, onnx.IR_VERSION)
-        results = ReferenceEvaluator(single).run(None, {n: values[n] for n in inputs})
-    except Exception:
-        return None
-    outputs = [np.asarray(r) for r in results]
-    if any(o.size > FOLD_LIMIT for o in outputs) or len(outputs) != len(
-        [n for n in node.outputs if n]
-    ):
-        return None
-    return outputs
-
-
-def _domain_version(model: onnx.ModelProto, domain: str) -> int:
-    for entry in model.opset_import:
-        if entry.domain == domain or (
-            domain in ("", "ai.onnx") and entry.domain in ("", "ai.onnx")
-        ):
-            return int(entry.version)
-    return 1
-
-
-def _tensor_type(elem_type: int, shape: Sequence[int]) -> onnx.TypeProto:
-    return onnx.helper.make_tensor_type_proto(elem_type, [int(d) for d in shape])
-
-
-def _concrete_shape(type_proto: onnx.TypeProto) -> tuple[int, ...] | None:
-    tensor_type = type_proto.tensor_type
-    if not tensor_type.HasField("shape"):
-        return None
-    dims = []
-    for dim in tensor_type.shape.dim:
-        if not dim.HasField("dim_value") or dim.dim_value < 0:
-            return None
-        dims.append(int(dim.dim_value))
-    return tuple(dims)
-
-
-def _shape_text(type_proto: onnx.TypeProto) -> str:
-    shape = _concrete_shape(type_proto)
-    return "x".join(map(str, shape)) if shape is not None else "?"
-
-
-def _numel(dims: Sequence[int]) -> int:
-    return int(np.prod(list(dims), dtype=np.int64)) if len(dims) else 1

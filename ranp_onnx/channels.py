@@ -24,36 +24,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from .analyse import GraphAnalysis, NodeInfo, TensorInfo
-from .errors import InternalError, UnsupportedModelError
+from .analyse import GraphAnalysis, TensorInfo
+from .channel_graph import ChannelGraph
+from .errors import UnsupportedModelError
 from .ops import rule_for
-
-
-@dataclass(frozen=True)
-class Space:
-    """One channel axis of one tensor, as a range of union-find elements.
-
-    Attributes:
-        tensor: The tensor (or a virtual name such as ``node#groups``).
-        axis: The axis of the tensor.
-        size: Its length.
-        start: Global id of its first element.
-    """
-
-    tensor: str
-    axis: int
-    size: int
-    start: int
-
-    @property
-    def ids(self) -> np.ndarray:
-        """Global element ids."""
-        return np.arange(self.start, self.start + self.size)
 
 
 @dataclass(frozen=True)
@@ -189,130 +168,6 @@ def pruned_shapes(channels: ChannelAnalysis, keep: np.ndarray) -> GraphAnalysis:
     return dataclasses.replace(graph, tensors=tensors)
 
 
-class ChannelGraph:
-    """The union-find the op rules write into while coupling channels.
-
-    Rules call :meth:`space`, :meth:`tie`, :meth:`tie_blocks`, :meth:`block`,
-    :meth:`add_layer` and :meth:`equal_groups`; :func:`analyse_channels` turns the result
-    into a :class:`ChannelAnalysis`.
-    """
-
-    def __init__(self, graph: GraphAnalysis) -> None:
-        self.graph = graph
-        self._spaces: dict[tuple[str, int], Space] = {}
-        self._parent: list[int] = []
-        self._blocked: dict[str, str] = {}
-        self._fixed_elements: dict[int, str] = {}
-        self._layers: list[tuple[NodeInfo, Space, str]] = []
-        self._equal: list[tuple[Space, int, str]] = []
-        self._derived: list[tuple[str, int, tuple[str, int], int]] = []
-        self._recomputed: set[str] = set()
-        self._members: dict[str, set[str]] = defaultdict(set)
-
-    # -- spaces ------------------------------------------------------------------------
-    def space(self, tensor: str, axis: int = 1, *, size: int | None = None) -> Space:
-        """Return the space of ``tensor``'s ``axis``, creating it on first use.
-
-        Args:
-            tensor: A tensor name, or a virtual name (then ``size`` is required).
-            axis: The axis (negative counts from the end).
-            size: The length, for virtual spaces.
-        """
-        if size is None:
-            shape = self.graph.shape(tensor)
-            axis = axis % len(shape) if shape else 0
-            size = shape[axis] if shape else 1
-        key = (tensor, axis)
-        found = self._spaces.get(key)
-        if found is not None:
-            if found.size != size:
-                raise InternalError(f"space {key} declared with sizes {found.size} and {size}")
-            return found
-        created = Space(tensor=tensor, axis=axis, size=size, start=len(self._parent))
-        self._parent.extend(range(created.start, created.start + size))
-        self._spaces[key] = created
-        return created
-
-    def member(self, node: NodeInfo, *spaces: Space) -> None:
-        """Record that ``node`` reads or writes these spaces (for plans and reports)."""
-        for space in spaces:
-            self._members[space.tensor].add(node.name)
-
-    # -- ties --------------------------------------------------------------------------
-    def tie(
-        self,
-        a: Space,
-        b: Space,
-        *,
-        a_start: int = 0,
-        b_start: int = 0,
-        count: int | None = None,
-    ) -> None:
-        """Tie ``a[a_start + i]`` to ``b[b_start + i]`` for i < count.
-
-        ``count`` defaults to the rest of ``a``.
-        """
-        if count is None:
-            count = a.size - a_start
-        if a_start + count > a.size or b_start + count > b.size:
-            raise InternalError(f"tie beyond {a.tensor}:{a.axis} or {b.tensor}:{b.axis}")
-        for i in range(count):
-            self._union(a.start + a_start + i, b.start + b_start + i)
-
-    def tie_blocks(self, fine: Space, coarse: Space, block: int) -> None:
-        """Tie ``fine[i]`` to ``coarse[i // block]`` (flattened features, channel multipliers)."""
-        if fine.size != coarse.size * block:
-            raise InternalError(f"tie_blocks {fine.size} != {coarse.size} x {block}")
-        for i in range(fine.size):
-            self._union(fine.start + i, coarse.start + i // block)
-
-    def block(self, tensor: str, reason: str) -> None:
-        """Fix every space of ``tensor``: its channels are never removed, for ``reason``."""
-        self._blocked.setdefault(tensor, reason)
-
-    def block_node(self, node: NodeInfo, reason: str) -> None:
-        """Fix the channels of every activation the node reads or writes."""
-        for name in (*node.inputs, *node.outputs):
-            if name and name in self.graph.tensors and not self.graph.tensors[name].static:
-                self.block(name, f"{reason} (node '{node.name}')")
-
-    def add_layer(self, node: NodeInfo, output: Space, weight: str) -> None:
-        """Declare the elements of ``output`` to be the neurons of layer ``node``."""
-        self._layers.append((node, output, weight))
-        self.member(node, output)
-
-    def equal_groups(self, space: Space, groups: int, node: NodeInfo) -> None:
-        """Require the ``groups`` contiguous blocks of ``space`` to keep equally many units."""
-        self._equal.append((space, groups, node.name))
-
-    def derive(self, tensor: str, axis: int, source: Space, divisor: int) -> None:
-        """Declare that ``tensor``'s ``axis`` shrinks to ``source``'s kept count / divisor."""
-        self._derived.append((tensor, axis, (source.tensor, source.axis), divisor))
-
-    # -- union-find --------------------------------------------------------------------
-    def _find(self, item: int) -> int:
-        parent = self._parent
-        root = item
-        while parent[root] != root:
-            root = parent[root]
-        while parent[item] != root:
-            parent[item], item = root, parent[item]
-        return root
-
-    def _union(self, a: int, b: int) -> None:
-        root_a, root_b = self._find(a), self._find(b)
-        if root_a != root_b:
-            self._parent[max(root_a, root_b)] = min(root_a, root_b)
-
-    def roots(self) -> np.ndarray:
-        """Return the root element of every element."""
-        return np.array([self._find(i) for i in range(len(self._parent))], dtype=np.int64)
-
-    def spaces(self) -> Iterable[Space]:
-        """All spaces, in creation order."""
-        return self._spaces.values()
-
-
 def analyse_channels(graph: GraphAnalysis) -> ChannelAnalysis:
     """Find the channel groups of an analysed model.
 
@@ -372,9 +227,9 @@ def _trace_static_sources(channels: ChannelGraph) -> None:
         name, axis = source
         if graph.tensors[name].shape is None or graph.shape(name)[axis] != space.size:
             continue
-        known = (name, axis % max(len(graph.shape(name)), 1)) in channels._spaces
+        known = channels.has_space(name, axis)
         channels.tie(space, channels.space(name, axis))
-        channels._recomputed.add(space.tensor)
+        channels.recomputed.add(space.tensor)
         if not known and _is_computed_static(graph, name):
             pending.append(channels.space(name, axis))
 
@@ -391,7 +246,7 @@ def _finish(channels: ChannelGraph) -> ChannelAnalysis:
     unit_count = len(unique_roots)
     fixed = [""] * unit_count
     for space in channels.spaces():
-        reason = channels._blocked.get(space.tensor)
+        reason = channels.blocked.get(space.tensor)
         if reason is None:
             continue
         for unit in np.unique(unit_of_element[space.ids]):
@@ -400,7 +255,7 @@ def _finish(channels: ChannelGraph) -> ChannelAnalysis:
     neurons = np.zeros(unit_count, dtype=np.int64)
     unit_layers: dict[int, list[int]] = defaultdict(list)
     layers = []
-    for index, (node, space, weight) in enumerate(channels._layers):
+    for index, (node, space, weight) in enumerate(channels.layers):
         units = unit_of_element[space.ids]
         np.add.at(neurons, units, 1)
         for unit in np.unique(units):
@@ -431,8 +286,8 @@ def _finish(channels: ChannelGraph) -> ChannelAnalysis:
         unit_neurons=neurons,
         unit_fixed_reason=tuple(fixed),
         spaces=spaces,
-        derived=tuple(channels._derived),
-        recomputed=frozenset(channels._recomputed),
+        derived=tuple(channels.derived),
+        recomputed=frozenset(channels.recomputed),
         segments=_segments(channels, groups, unit_of_element),
     )
 
@@ -465,7 +320,7 @@ def _groups(
         member_names: set[str] = set()
         for space in channels.spaces():
             if np.isin(unit_of_element[space.ids], unit_array).any():
-                member_names |= channels._members.get(space.tensor, set())
+                member_names |= channels.members.get(space.tensor, set())
         groups.append(
             ChannelGroup(
                 id=group_id,
@@ -491,7 +346,7 @@ def _equal_block_constraints(
     the constraint is empty, which fixes the group.
     """
     constraints: dict[frozenset[int], tuple[np.ndarray, ...]] = {}
-    for space, count, _node in channels._equal:
+    for space, count, _node in channels.equal:
         units = unit_of_element[space.ids]
         blocks = tuple(np.unique(part) for part in np.split(units, count))
         key = frozenset(int(u) for u in units)

@@ -25,7 +25,7 @@ import torch
 from onnx import numpy_helper
 
 from . import ops, runtime
-from .analyse import GraphAnalysis, NodeInfo, _node_infos
+from .analyse import GraphAnalysis, NodeInfo, node_infos
 from .errors import DataError, InternalError, UnsupportedModelError
 from .load import LoadedModel, load_model
 from .ops.base import OpRule
@@ -120,7 +120,7 @@ class TorchGraph(torch.nn.Module):
         super().__init__()
         loaded = model.model if isinstance(model, GraphAnalysis) else load_model(model)
         graph = loaded.proto.graph
-        nodes = model.nodes if isinstance(model, GraphAnalysis) else tuple(_node_infos(graph))
+        nodes = model.nodes if isinstance(model, GraphAnalysis) else tuple(node_infos(graph))
         self.opset = runtime.default_opset(loaded.proto)
         self.onnx_model = loaded.proto
         self.batchnorm: BatchNormMode = batchnorm

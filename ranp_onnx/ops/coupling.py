@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..analyse import GraphAnalysis, NodeInfo
-    from ..channels import ChannelGraph, Space
+    from ..channel_graph import ChannelGraph, Space
 
 #: The channel axis of an activation: axis 1 of [N, C, ...] and of [N, F].
 CHANNEL_AXIS = 1

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import torch
 
     from ..analyse import GraphAnalysis, NodeInfo
-    from ..channels import ChannelGraph
+    from ..channel_graph import ChannelGraph
     from ..torch_graph import EvalContext
 
 #: A torch implementation of a binary op, applied left to right over variadic operands.

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import torch
 
     from ..analyse import GraphAnalysis, NodeInfo
-    from ..channels import ChannelGraph
+    from ..channel_graph import ChannelGraph
     from ..torch_graph import EvalContext
 
 #: A torch reduction: (input, sorted axes, keepdims) -> output.

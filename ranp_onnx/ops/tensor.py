@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import torch
 
     from ..analyse import GraphAnalysis, NodeInfo
-    from ..channels import ChannelGraph
+    from ..channel_graph import ChannelGraph
     from ..rewrite import RewriteContext
     from ..torch_graph import EvalContext
 
