@@ -90,14 +90,22 @@ def default_opset(model: onnx.ModelProto) -> int:
     return 1
 
 
-def available_providers(device: str = "auto") -> list[str]:
+#: An execution provider, by name or as (name, provider options).
+Provider = str | tuple[str, dict[str, str]]
+
+#: CUDA with TF32 off: TF32 convolutions round to 10 mantissa bits, which is far more
+#: than the validation's 1e-4 tolerance.
+CUDA_PROVIDER: Provider = ("CUDAExecutionProvider", {"use_tf32": "0"})
+
+
+def available_providers(device: str = "auto") -> list[Provider]:
     """Return execution providers for ``device`` ("auto", "cpu" or "cuda"), best first."""
     ort = import_onnxruntime()
     installed = ort.get_available_providers()
     if device == "cpu":
         return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" in installed:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        return [CUDA_PROVIDER, "CPUExecutionProvider"]
     if device == "cuda":
         raise UnsupportedModelError(
             "--device cuda: onnxruntime has no CUDAExecutionProvider here "
@@ -109,7 +117,7 @@ def available_providers(device: str = "auto") -> list[str]:
 def make_session(
     model: onnx.ModelProto | str | os.PathLike[str],
     *,
-    providers: Sequence[str] = ("CPUExecutionProvider",),
+    providers: Sequence[Provider] = ("CPUExecutionProvider",),
     options: onnxruntime.SessionOptions | None = None,
 ) -> onnxruntime.InferenceSession:
     """Create an inference session for an in-memory model or a model file.
@@ -133,10 +141,14 @@ def make_session(
 
 
 def _open_session(
-    ort: Any, source: str | bytes, options: Any, providers: Sequence[str]
+    ort: Any, source: str | bytes, options: Any, providers: Sequence[Provider]
 ) -> onnxruntime.InferenceSession:
     try:
         return ort.InferenceSession(source, options, providers=list(providers))
     except Exception as error:
+        if any(isinstance(p, tuple) for p in providers):
+            # An older runtime without one of the provider options: plain names.
+            names = [p[0] if isinstance(p, tuple) else p for p in providers]
+            return _open_session(ort, source, options, names)
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UnsupportedModelError(f"onnxruntime cannot load the model: {message}") from error

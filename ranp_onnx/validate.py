@@ -143,7 +143,7 @@ def _check(pruned: onnx.ModelProto) -> None:
 
 
 def _run_pruned(
-    pruned: onnx.ModelProto, providers: list[str], feeds: Mapping[str, np.ndarray]
+    pruned: onnx.ModelProto, providers: list[runtime.Provider], feeds: Mapping[str, np.ndarray]
 ) -> tuple[Any, list[np.ndarray]]:
     """Open and run the pruned model; any onnxruntime failure fails the validation."""
     try:
