@@ -302,12 +302,16 @@ def _module_error(
 ) -> float:
     """Max relative difference between the module (eval mode) and the expected outputs."""
     training = module.training
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     module.eval()
+    # TF32 (on by default for cuDNN convolutions) is far coarser than the tolerance.
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
         with torch.no_grad():
             outputs = _flatten(module(*inputs))
     finally:
         module.train(training)
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     if len(outputs) != len(expected):
         raise _Mismatch(f"{len(outputs)} outputs, the pruned model has {len(expected)}")
     worst = 0.0
