@@ -35,11 +35,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check ranp_onnx cli exporters tests examples
 	$(BIN)/ruff format --check ranp_onnx cli exporters tests examples
 
-# mypy checks the package as it installs (cli/ and exporters/ under ranp_onnx).
+# mypy checks the package as it installs (cli/ and exporters/ under ranp_onnx), and the
+# examples against it.
 typecheck: $(STAMP)
 	rm -rf .typecheck
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation --target .typecheck . >/dev/null
-	cd .typecheck && ../$(BIN)/mypy --config-file ../pyproject.toml -p ranp_onnx
+	cp -r examples .typecheck/examples
+	cd .typecheck && ../$(BIN)/mypy --config-file ../pyproject.toml -p ranp_onnx -p examples
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,1 @@
+"""The accuracy study of issue 4: RANP against its baselines, trained from scratch."""

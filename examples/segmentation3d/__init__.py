@@ -1,0 +1,1 @@
+"""Voxel part segmentation (ShapeNet-parts style), generated procedurally."""

@@ -1,0 +1,1 @@
+"""Moving-digit clips from scikit-learn's bundled digits."""
