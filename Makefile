@@ -3,13 +3,15 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # onnxruntime-gpu where nvidia-smi sees a GPU, onnxruntime otherwise (they cannot coexist).
+# The plots and openvino extras too, so that the tests draw the figures and check the
+# pruned zoo models in OpenVINO.
 GPU    := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
 EXTRA  := $(if $(GPU),gpu,cpu)
 OTHER  := $(if $(GPU),onnxruntime,onnxruntime-gpu)
 STAMP  := $(VENV)/.installed-$(EXTRA)
 DEMO   := demo
 
-.PHONY: all setup demo test lint typecheck unit clean
+.PHONY: all setup demo test lint typecheck unit bench clean
 
 all: test
 
@@ -19,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
 	-$(BIN)/python -m pip uninstall -q -y $(OTHER) 2>/dev/null
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[$(EXTRA),dev]"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[$(EXTRA),dev,plots,openvino]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -27,13 +29,16 @@ demo: $(STAMP)
 	mkdir -p $(DEMO)
 	$(BIN)/ranp-onnx export unet3d-15 --preset shapenet --width-mult 0.25 --input-shape 1,32,32,32 -o $(DEMO)/unet.onnx --force
 	$(BIN)/ranp-onnx report $(DEMO)/unet.onnx --convention ranp-paper
+	$(BIN)/ranp-onnx explain $(DEMO)/unet.onnx
 	$(BIN)/ranp-onnx prune $(DEMO)/unet.onnx --data random --batch-size 2 --batches 2 --sparsity 0.8 \
-		--method ranp-f -o $(DEMO)/slim.onnx --plan $(DEMO)/plan.json --force
+		--method ranp-f -o $(DEMO)/slim.onnx --plan $(DEMO)/plan.json --plot $(DEMO)/slim.png --force
 	$(BIN)/ranp-onnx report $(DEMO)/slim.onnx --compare $(DEMO)/unet.onnx --convention ranp-paper --measure
+	$(BIN)/ranp-onnx validate $(DEMO)/slim.onnx --runtime openvino --reference $(DEMO)/unet.onnx \
+		--plan $(DEMO)/plan.json
 
 lint: $(STAMP)
-	$(BIN)/ruff check ranp_onnx cli exporters tests examples
-	$(BIN)/ruff format --check ranp_onnx cli exporters tests examples
+	$(BIN)/ruff check ranp_onnx cli exporters tests examples benchmarks
+	$(BIN)/ruff format --check ranp_onnx cli exporters tests examples benchmarks
 
 # mypy checks the package as it installs (cli/ and exporters/ under ranp_onnx), and the
 # examples against it.
@@ -47,6 +52,11 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck unit
+
+# The benchmarks (about 40 minutes on 2 cores; not part of test): writes benchmarks/RESULTS.md.
+bench: $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[bench]"
+	$(BIN)/python -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) .typecheck build $(DEMO) .pytest_cache .mypy_cache .ruff_cache .hypothesis

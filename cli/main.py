@@ -1,7 +1,8 @@
 """The ``ranp-onnx`` command group and its error handling.
 
-User errors (:class:`ranp_onnx.errors.RanpError` and click's usage errors) print one line on
-stderr and exit with status 1 (3 for a failed validation); they never show a traceback.
+User errors (:class:`ranp_onnx.errors.RanpError`) and click's usage errors print one line on
+stderr and never show a traceback. Exit statuses: 0 success, 1 user error (bad input, an
+impossible request), 2 usage (an unknown option, a bad option value), 3 validation failed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import click
 
 from ranp_onnx.errors import RanpError
 
-from . import export, prune, report
+from . import explain, export, prune, report, validate
+
+#: Exit status of a usage error (unknown option, bad option value, missing argument).
+USAGE_EXIT = 2
 
 
 class RanpGroup(click.Group):
@@ -35,7 +39,7 @@ class RanpGroup(click.Group):
     def main(  # type: ignore[override]  # never standalone: always returns or exits
         self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
     ) -> Any:
-        """Parse and run; a user or usage error prints one line and exits 1 (3: validation)."""
+        """Parse and run; an error prints one line and exits 1 (2: usage, 3: validation)."""
         extra.pop("standalone_mode", None)
         try:
             result = super().main(args, prog_name, standalone_mode=False, **extra)
@@ -51,7 +55,7 @@ class RanpGroup(click.Group):
             context = getattr(error, "ctx", None)
             hint = f" (see '{context.command_path} --help')" if context is not None else ""
             click.echo(f"error: {error.format_message()}{hint}", err=True)
-            sys.exit(1)
+            sys.exit(USAGE_EXIT if isinstance(error, click.UsageError) else 1)
         except OSError as error:
             click.echo(f"error: {_one_line(str(error))}", err=True)
             sys.exit(1)
@@ -79,6 +83,8 @@ cli.add_command(export.export)
 cli.add_command(prune.prune_command)
 cli.add_command(prune.apply_command)
 cli.add_command(prune.search_command)
+cli.add_command(explain.explain_command)
+cli.add_command(validate.validate_command)
 
 
 def main() -> None:

@@ -32,11 +32,20 @@ def input_shape_option(function: F) -> F:
 
 def output_options(function: F) -> F:
     """``-o/--output`` (required) and ``--force``."""
-    function = click.option(
-        "--force", is_flag=True, help="Overwrite the output file if it exists."
-    )(function)
+    function = force_option(function)
     return click.option(
         "-o", "--output", required=True, type=click.Path(dir_okay=False), help="File to write."
+    )(function)
+
+
+def tolerance_option(function: F) -> F:
+    """``--tolerance``: the validation tolerance, relative to the output scale."""
+    return click.option(
+        "--tolerance",
+        default=1e-4,
+        show_default=True,
+        type=click.FloatRange(0),
+        help="Validation tolerance, relative to the output scale.",
     )(function)
 
 
@@ -59,16 +68,44 @@ def _apply(function: F, decorators: list[Callable[[F], F]]) -> F:
     return function
 
 
+#: ``--data SOURCE``.
+data_option = click.option(
+    "--data",
+    metavar="SOURCE",
+    help="Scoring data: an .npz, a folder of .npz/.npy files, or 'random'.",
+)
+#: ``--ignore-index N``.
+ignore_index_option = click.option(
+    "--ignore-index",
+    type=int,
+    help="Label value the loss ignores (e.g. 255 for empty voxels).",
+)
+
+
+def force_option(function: F) -> F:
+    """``--force``: overwrite the output files."""
+    return click.option("--force", is_flag=True, help="Overwrite the output file if it exists.")(
+        function
+    )
+
+
+def plot_option(function: F) -> F:
+    """``--plot PNG``: also draw the paper's figures."""
+    return click.option(
+        "--plot",
+        type=click.Path(dir_okay=False),
+        metavar="PNG",
+        help="Also draw the figures (neuron importance, retained channels, FLOPs and memory "
+        "per layer) into this PNG; needs matplotlib.",
+    )(function)
+
+
 def scoring_options(function: F) -> F:
     """Data, loss and scoring-pass options."""
     return _apply(
         function,
         [
-            click.option(
-                "--data",
-                metavar="SOURCE",
-                help="Scoring data: an .npz, a folder of .npz/.npy files, or 'random'.",
-            ),
+            data_option,
             click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1)),
             click.option(
                 "--batches",
@@ -88,11 +125,7 @@ def scoring_options(function: F) -> F:
                 default="cross-entropy",
                 show_default=True,
             ),
-            click.option(
-                "--ignore-index",
-                type=int,
-                help="Label value the loss ignores (e.g. 255 for empty voxels).",
-            ),
+            ignore_index_option,
             click.option(
                 "--device",
                 type=click.Choice(["auto", "cpu", "cuda"]),
@@ -106,6 +139,27 @@ def scoring_options(function: F) -> F:
                 default="batch",
                 show_default=True,
                 help="BatchNorm statistics while scoring (batch: the reference).",
+            ),
+        ],
+    )
+
+
+def layer_choice_options(function: F) -> F:
+    """``--keep NAME`` and ``--ignore NAME`` (repeatable)."""
+    return _apply(
+        function,
+        [
+            click.option(
+                "--keep",
+                multiple=True,
+                metavar="NAME",
+                help="Keep this layer whole (node or weight name; repeatable).",
+            ),
+            click.option(
+                "--ignore",
+                multiple=True,
+                metavar="NAME",
+                help="Leave this layer out of scoring and pruning (repeatable).",
             ),
         ],
     )
@@ -154,18 +208,7 @@ def selection_options(function: F) -> F:
                 type=click.IntRange(1),
                 help="Round kept channel counts up to a multiple of this.",
             ),
-            click.option(
-                "--keep",
-                multiple=True,
-                metavar="NAME",
-                help="Keep this layer whole (node or weight name; repeatable).",
-            ),
-            click.option(
-                "--ignore",
-                multiple=True,
-                metavar="NAME",
-                help="Leave this layer out of scoring and pruning (repeatable).",
-            ),
+            layer_choice_options,
             click.option(
                 "--convention",
                 type=click.Choice(CONVENTIONS),

@@ -13,6 +13,7 @@ import click
 
 from ranp_onnx.analyse import GraphAnalysis, analyse, parse_input_shapes
 from ranp_onnx.costs import CONVENTIONS, Convention, count_costs
+from ranp_onnx.distributed import is_main_process
 from ranp_onnx.errors import PlanError
 from ranp_onnx.plan import PrunePlan
 from ranp_onnx.prune import (
@@ -38,8 +39,18 @@ from .options import (
     input_shape_option,
     json_option,
     output_options,
+    plot_option,
     scoring_options,
     selection_options,
+    tolerance_option,
+)
+from .plotting import check_plot_path, prune_figure, write_plot
+
+#: ``--no-memory-check``: score even where the estimate exceeds the memory available.
+_memory_check_option = click.option(
+    "--no-memory-check",
+    is_flag=True,
+    help="Score even where the memory estimate exceeds the memory available.",
 )
 
 
@@ -77,6 +88,7 @@ def _options(model: GraphAnalysis, params: dict[str, Any], **extra: Any) -> Prun
         device=params["device"],
         batchnorm=params["batchnorm"],
         convention=params["convention"],
+        memory_check=not params.get("no_memory_check", False),
         **extra,
     )
 
@@ -156,6 +168,8 @@ def _render(result: PruneResult, as_json: bool, output: Path) -> None:
             f"note          the ranking emptied {len(result.selection.emptied_groups)} group(s); "
             "--min-channels kept their best channels"
         )
+    if result.plan.settings.get("scored_on"):
+        click.echo(f"scored        on {result.plan.settings['scored_on']}")
     if result.validation is not None:
         name, error = result.validation.worst
         provider = result.validation.provider
@@ -218,20 +232,16 @@ def _render_budget(settings: Mapping[str, Any], achieved: Mapping[str, Any]) -> 
     is_flag=True,
     help="Skip the onnxruntime proof of the rewrite.",
 )
-@click.option(
-    "--tolerance",
-    default=1e-4,
-    show_default=True,
-    type=click.FloatRange(0),
-    help="Validation tolerance, relative to the output scale.",
-)
+@tolerance_option
 @click.option(
     "--plan", "plan_path", type=click.Path(dir_okay=False), help="Also write the plan as JSON."
 )
+@plot_option
 @json_option
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
+@_memory_check_option
 def prune_command(
-    model: str, output: str, force: bool, plan_path: str | None, **params: Any
+    model: str, output: str, force: bool, plan_path: str | None, plot: str | None, **params: Any
 ) -> None:
     """Prune a 3D CNN at initialization with RANP (or a baseline) and prove the rewrite.
 
@@ -243,6 +253,8 @@ def prune_command(
     if sum(targets) != 1:
         raise PlanError("give exactly one of --sparsity, --target-flops and --target-memory")
     out, plan_out = _check_outputs(model, output, plan_path, force, [model])
+    taken = [out] if plan_out is None else [out, plan_out]
+    plot_out = check_plot_path(plot, force=force, inputs=[model], taken=taken)
     graph, data = _open(model, params)
     options = _options(
         graph,
@@ -264,9 +276,14 @@ def prune_command(
         total_batches=len(data) if data is not None else None,
         progress=_progress(show, "scoring batch"),
     )
+    if not is_main_process():
+        return  # under torchrun only rank 0 selects, validates and writes
     result = prune_scored(graph, scoring, options, progress=_progress(show, "budget search step"))
     _write(result, graph, out, plan_out, force=force, inputs=[model])
     _render(result, params["as_json"], out)
+    if plot_out is not None:
+        figure = prune_figure(graph, scoring, result, options.method)
+        write_plot(figure, plot_out, quiet=params["as_json"])
 
 
 @click.command("apply")
@@ -304,7 +321,7 @@ def apply_command(
     \b
     ranp-onnx apply unet128.onnx --plan plan.json -o slim128.onnx
     """
-    plan = _read_plan(plan_path)
+    plan = read_plan(plan_path)
     out, _ = _check_outputs(model, output, None, force, [model, plan_path])
     graph = analyse(model, parse_input_shapes(input_shapes))
     options = PruneOptions(
@@ -318,7 +335,12 @@ def apply_command(
     _render(result, as_json, out)
 
 
-def _read_plan(path: str) -> PrunePlan:
+def read_plan(path: str) -> PrunePlan:
+    """Read a plan file written by ``prune --plan``.
+
+    Raises:
+        PlanError: The file is missing or not a JSON plan.
+    """
     try:
         document = json.loads(Path(path).read_text())
     except FileNotFoundError as error:
@@ -335,6 +357,7 @@ def _read_plan(path: str) -> PrunePlan:
 @selection_options
 @json_option
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
+@_memory_check_option
 def search_command(model: str, **params: Any) -> None:
     """Find the largest feasible neuron sparsity (the paper's Algorithm 2).
 
@@ -354,6 +377,8 @@ def search_command(model: str, **params: Any) -> None:
         total_batches=len(data) if data is not None else None,
         progress=_progress(show, "scoring batch"),
     )
+    if not is_main_process():
+        return  # under torchrun only rank 0 reports
     sparsity, selection = search_max_sparsity(
         scoring, options, progress=_progress(show, "search step")
     )

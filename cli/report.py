@@ -11,7 +11,15 @@ from ranp_onnx.costs import CONVENTIONS, count_costs
 from ranp_onnx.measure import measure
 from ranp_onnx.report import comparison_json, format_comparison, format_report
 
-from .options import input_shape_option, json_option
+from .options import (
+    data_option,
+    force_option,
+    ignore_index_option,
+    input_shape_option,
+    json_option,
+    plot_option,
+)
+from .plotting import check_plot_path, report_figure, write_plot
 
 
 @click.command()
@@ -55,6 +63,10 @@ from .options import input_shape_option, json_option
     metavar="NAME=DIMS",
     help="Input shapes for the --compare model (default: the same as --input-shape).",
 )
+@plot_option
+@data_option
+@ignore_index_option
+@force_option
 def report(
     model: str,
     input_shapes: tuple[str, ...],
@@ -65,6 +77,10 @@ def report(
     device: str,
     compare: str | None,
     compare_shapes: tuple[str, ...],
+    plot: str | None,
+    data: str | None,
+    ignore_index: int | None,
+    force: bool,
 ) -> None:
     """Count a model's parameters, FLOPs and activation memory, per layer and in total.
 
@@ -72,7 +88,16 @@ def report(
     ranp-onnx report unet.onnx
     ranp-onnx report unet.onnx --convention ranp-paper --json
     ranp-onnx report slim.onnx --compare unet.onnx --measure
+    ranp-onnx report slim.onnx --compare unet.onnx --plot slim.png
+
+    --plot draws the neuron importance of the full model (the --compare model if given)
+    scored on --data (default: random inputs, as the figure's title says), the retained
+    channels per layer (with --compare) and FLOPs and memory per layer.
     """
+    if plot is None and (data is not None or ignore_index is not None):
+        raise click.UsageError("--data and --ignore-index are for --plot")
+    inputs = [model] if compare is None else [model, compare]
+    plot_out = check_plot_path(plot, force=force, inputs=inputs)
     graph = analyse(model, parse_input_shapes(input_shapes))
     require_convolution(graph)
     costs = count_costs(graph, convention)  # type: ignore[arg-type]
@@ -85,6 +110,9 @@ def report(
             click.echo(json.dumps(document, sort_keys=True))
         else:
             click.echo(format_report(costs, measured))
+        if plot_out is not None:
+            figure = report_figure(graph, costs, None, source=data, ignore_index=ignore_index)
+            write_plot(figure, plot_out, quiet=as_json)
         return
     other_graph = analyse(compare, parse_input_shapes(compare_shapes or input_shapes))
     require_convolution(other_graph)
@@ -103,3 +131,6 @@ def report(
             else None
         )
         click.echo(format_comparison(other, costs, pair))
+    if plot_out is not None:
+        figure = report_figure(other_graph, other, costs, source=data, ignore_index=ignore_index)
+        write_plot(figure, plot_out, quiet=as_json)

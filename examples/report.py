@@ -201,7 +201,11 @@ def task_section(name: str, entry: Mapping[str, Any]) -> list[str]:
         "",
         "| Method | Max sparsity (%) |",
         "|---|---:|",
-        *(f"| {NAMES[m]} | {100 * s:.2f} |" for m, s in entry["max_sparsity"].items()),
+        *(
+            f"| {name} | {100 * entry['max_sparsity'][m]:.2f} |"
+            for m, name in NAMES.items()
+            if m in entry["max_sparsity"]
+        ),
         "",
     ]
     if by_group["scale"]:
@@ -230,14 +234,24 @@ def _method_order(row: Row) -> tuple[int, str]:
     return list(NAMES).index(row.method), row.variant
 
 
-def plot(results: Mapping[str, Any], path: Path) -> None:
-    """Metric against GFLOPs, one panel per task, error bars = std over seeds."""
+def plot(results: Mapping[str, Any], path: Path) -> bool:
+    """Metric against GFLOPs, one panel per task, error bars = std over seeds.
+
+    Only the main comparison is drawn (the scalability runs are at another input size);
+    returns False, writing nothing, when no task has one (``--no-main``).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = results["tasks"]
+    tasks = {
+        name: entry
+        for name, entry in results["tasks"].items()
+        if any(run["group"] == "main" for run in entry["runs"])
+    }
+    if not tasks:
+        return False
     figure, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4.8), squeeze=False)
     markers = {"main": "o", "high": "^", "equal-flops": "s"}
     colours = {m: f"C{i}" for i, m in enumerate(NAMES)}
@@ -266,6 +280,7 @@ def plot(results: Mapping[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+    return True
 
 
 def write(results: Mapping[str, Any], folder: Path) -> None:
@@ -276,4 +291,6 @@ def write(results: Mapping[str, Any], folder: Path) -> None:
         (folder / f"table_{name}.md").write_text("\n".join(lines))
         everything += lines
     (folder / "tables.md").write_text("\n".join(everything))
-    plot(results, folder / "metric_vs_gflops.png")
+    path = folder / "metric_vs_gflops.png"
+    if not plot(results, path):
+        path.unlink(missing_ok=True)

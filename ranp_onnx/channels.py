@@ -66,9 +66,10 @@ class ChannelGroup:
         members: Every node that reads or writes the group's channels.
         units: Unit ids, in the order of the first layer's channels.
         prunable: False if the group must be kept whole.
-        reason: Why it must be kept whole (None if prunable).
+        reason: Why it must be kept whole (None if prunable): the first of ``reasons``.
         equal_blocks: For grouped convolutions: the unit ids in each block that must keep
             equally many units (empty if no such constraint).
+        reasons: Every reason the group must be kept whole, sorted (empty if prunable).
     """
 
     id: int
@@ -78,6 +79,7 @@ class ChannelGroup:
     prunable: bool
     reason: str | None
     equal_blocks: tuple[np.ndarray, ...]
+    reasons: tuple[str, ...] = ()
 
     @property
     def width(self) -> int:
@@ -105,6 +107,7 @@ class ChannelAnalysis:
             (``Unsqueeze(prelu.weight)``): the rewriter slices the source, not them.
         segments: Unit sets of activations that hold only part of a group (a Split or
             Slice output): each must keep a unit, or a tensor would have no channels.
+        blocked: Why each blocked tensor keeps its channels, keyed by tensor name.
     """
 
     graph: GraphAnalysis
@@ -118,6 +121,7 @@ class ChannelAnalysis:
     derived: tuple[tuple[str, int, tuple[str, int], int], ...] = ()
     recomputed: frozenset[str] = frozenset()
     segments: tuple[np.ndarray, ...] = ()
+    blocked: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def neuron_count(self) -> int:
@@ -185,9 +189,9 @@ def analyse_channels(graph: GraphAnalysis) -> ChannelAnalysis:
             rule.couple(node, graph, channels)
     _trace_static_sources(channels)
     for name in graph.input_names:
-        channels.block(name, f"graph input '{name}'")
+        channels.block(name, f"channels of graph input '{name}'")
     for name in graph.output_names:
-        channels.block(name, f"graph output '{name}'")
+        channels.block(name, f"feeds graph output '{name}'")
     return _finish(channels)
 
 
@@ -239,18 +243,28 @@ def _is_computed_static(graph: GraphAnalysis, name: str) -> bool:
     return info is not None and info.static and not graph.is_initializer(name)
 
 
-def _finish(channels: ChannelGraph) -> ChannelAnalysis:
-    graph = channels.graph
-    roots = channels.roots()
-    unique_roots, unit_of_element = np.unique(roots, return_inverse=True)
-    unit_count = len(unique_roots)
+def _unit_reasons(
+    channels: ChannelGraph, unit_of_element: np.ndarray, unit_count: int
+) -> tuple[list[str], dict[int, set[str]]]:
+    """Why each unit is fixed: the first reason recorded ("" if none), and every reason."""
     fixed = [""] * unit_count
+    every: dict[int, set[str]] = defaultdict(set)
     for space in channels.spaces():
         reason = channels.blocked.get(space.tensor)
         if reason is None:
             continue
         for unit in np.unique(unit_of_element[space.ids]):
             fixed[unit] = fixed[unit] or reason
+            every[int(unit)].add(reason)
+    return fixed, every
+
+
+def _finish(channels: ChannelGraph) -> ChannelAnalysis:
+    graph = channels.graph
+    roots = channels.roots()
+    unique_roots, unit_of_element = np.unique(roots, return_inverse=True)
+    unit_count = len(unique_roots)
+    fixed, unit_reasons = _unit_reasons(channels, unit_of_element, unit_count)
 
     neurons = np.zeros(unit_count, dtype=np.int64)
     unit_layers: dict[int, list[int]] = defaultdict(list)
@@ -275,7 +289,9 @@ def _finish(channels: ChannelGraph) -> ChannelAnalysis:
             "the model has no Conv, ConvTranspose, Gemm or MatMul layer with a weight: "
             "nothing to prune"
         )
-    groups, unit_group = _groups(channels, layers, unit_layers, fixed, unit_of_element, unit_count)
+    groups, unit_group = _groups(
+        channels, layers, unit_layers, (fixed, unit_reasons), unit_of_element, unit_count
+    )
     spaces = {(space.tensor, space.axis): unit_of_element[space.ids] for space in channels.spaces()}
     return ChannelAnalysis(
         graph=graph,
@@ -289,6 +305,7 @@ def _finish(channels: ChannelGraph) -> ChannelAnalysis:
         derived=tuple(channels.derived),
         recomputed=frozenset(channels.recomputed),
         segments=_segments(channels, groups, unit_of_element),
+        blocked=dict(channels.blocked),
     )
 
 
@@ -296,7 +313,7 @@ def _groups(
     channels: ChannelGraph,
     layers: list[Layer],
     unit_layers: Mapping[int, list[int]],
-    fixed: list[str],
+    fixed: tuple[list[str], Mapping[int, set[str]]],
     unit_of_element: np.ndarray,
     unit_count: int,
 ) -> tuple[list[ChannelGroup], np.ndarray]:
@@ -309,18 +326,26 @@ def _groups(
     unit_group = np.full(unit_count, -1, dtype=np.int64)
     groups: list[ChannelGroup] = []
     constraints = _equal_block_constraints(channels, unit_of_element)
+    # The tensors whose channel space holds each unit: one pass over the spaces, not one
+    # per group (that was quadratic in the graph size).
+    tensors_of_unit: dict[int, set[str]] = defaultdict(set)
+    for space in channels.spaces():
+        for unit in np.unique(unit_of_element[space.ids]).tolist():
+            tensors_of_unit[unit].add(space.tensor)
     for signature, units in by_signature.items():
         group_id = len(groups)
         unit_array = np.array(units, dtype=np.int64)
         unit_group[unit_array] = group_id
-        reasons = sorted({fixed[u] for u in units if fixed[u]})
+        first, every = fixed
+        primary = sorted({first[u] for u in units if first[u]})
+        reasons = sorted(set().union(*(every.get(u, set()) for u in units)))
         blocks = constraints.get(frozenset(units), ())
-        conflict = _constraint_conflict(units, constraints)
-        reason = reasons[0] if reasons else conflict
+        conflict = _constraint_conflict(units, constraints, channels, unit_of_element)
+        reasons += [conflict] if conflict is not None else []
+        reason = primary[0] if primary else conflict
         member_names: set[str] = set()
-        for space in channels.spaces():
-            if np.isin(unit_of_element[space.ids], unit_array).any():
-                member_names |= channels.members.get(space.tensor, set())
+        for tensor in set().union(*(tensors_of_unit.get(u, ()) for u in units)):
+            member_names |= channels.members.get(tensor, set())
         groups.append(
             ChannelGroup(
                 id=group_id,
@@ -330,6 +355,7 @@ def _groups(
                 prunable=reason is None,
                 reason=reason,
                 equal_blocks=blocks,
+                reasons=tuple(reasons),
             )
         )
     return groups, unit_group
@@ -349,6 +375,12 @@ def _equal_block_constraints(
     for space, count, _node in channels.equal:
         units = unit_of_element[space.ids]
         blocks = tuple(np.unique(part) for part in np.split(units, count))
+        # Equal unit counts give equal channel counts only where no unit straddles two
+        # blocks and every unit holds as many channels (a depthwise multiplier repeats
+        # units); otherwise no unit selection is valid, which fixes the group.
+        _, per_unit = np.unique(units, return_counts=True)
+        if sum(block.size for block in blocks) != per_unit.size or np.ptp(per_unit) > 0:
+            blocks = ()
         key = frozenset(int(u) for u in units)
         existing = constraints.get(key)
         constraints[key] = blocks if existing is None else _refine(existing, blocks)
@@ -366,12 +398,23 @@ def _refine(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> tuple[np.nd
 
 
 def _constraint_conflict(
-    units: list[int], constraints: Mapping[frozenset[int], tuple[np.ndarray, ...]]
+    units: list[int],
+    constraints: Mapping[frozenset[int], tuple[np.ndarray, ...]],
+    channels: ChannelGraph,
+    unit_of_element: np.ndarray,
 ) -> str | None:
     """A group whose units are split differently by two grouped convolutions is kept whole."""
     unit_set = set(units)
     touching = [key for key in constraints if key & unit_set]
     for key in touching:
         if key != frozenset(unit_set) or not constraints[key]:
-            return "grouped convolutions split these channels in incompatible ways"
+            nodes = sorted(
+                {
+                    node
+                    for space, _count, node in channels.equal
+                    if unit_set & set(unit_of_element[space.ids].tolist())
+                }
+            )
+            named = ", ".join(f"'{node}'" for node in nodes)
+            return f"grouped convolutions split these channels in incompatible ways ({named})"
     return None

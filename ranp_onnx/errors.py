@@ -38,6 +38,10 @@ class OutputExistsError(RanpError):
     """The output path exists and ``--force`` was not given."""
 
 
+class InsufficientMemoryError(RanpError):
+    """The estimated memory of a run exceeds the memory available (``--no-memory-check``)."""
+
+
 class ValidationError(RanpError):
     """The rewritten model does not reproduce the masked original in onnxruntime."""
 

@@ -38,6 +38,8 @@ class PruneOptions:
         validate: Prove the rewrite in onnxruntime.
         tolerance: Validation tolerance.
         reinit: Re-initialise the kept weights (the paper trains from scratch).
+        memory_check: Refuse to score when the estimated memory exceeds what is available
+            (:mod:`ranp_onnx.memory`).
     """
 
     method: str = "ranp-f"
@@ -60,6 +62,7 @@ class PruneOptions:
     validate: bool = True
     tolerance: float = DEFAULT_TOLERANCE
     reinit: bool = False
+    memory_check: bool = True
 
     def settings(self) -> dict[str, Any]:
         """The options as plain JSON data, for plans."""

@@ -99,6 +99,7 @@ def score_model(
             batchnorm=options.batchnorm,
             total=total_batches,
             progress=progress,
+            memory_check=options.memory_check,
         )
     else:
         weights = layer_weights(channels)
@@ -288,18 +289,28 @@ def prune_scored(
     else:
         sparsity, selection = select_for_budget(scoring, options, before, progress=progress)
     if not scoring.channels.kept_indices(selection.keep):
-        raise PlanError(_nothing_removed(options, sparsity))
+        raise PlanError(_nothing_removed(options, sparsity, scoring))
     settings = {**options.settings(), "sparsity": sparsity}
+    if scoring.stats.device:
+        settings["scored_on"] = scoring.stats.device
     return _finish(graph, scoring.channels, selection, options, settings, before)
 
 
-def _nothing_removed(options: PruneOptions, sparsity: float) -> str:
+def _nothing_removed(options: PruneOptions, sparsity: float, scoring: Scoring) -> str:
     if options.sparsity is None:
         return "nothing to remove: the full model already meets the budget"
     method = criterion(options.method)
+    neurons = scoring.channels.unit_neurons
+    fixed = neurons[scoring.fixed].sum() / max(int(neurons.sum()), 1)
+    why = (
+        f"; {fixed:.0%} of the neurons are in layers kept whole (`ranp-onnx explain` says why), "
+        "and the ranking put them lowest"
+        if fixed > 0.05
+        else ""
+    )
     return (
         f"nothing to remove: --method {options.method} at --sparsity {sparsity:g} (a fraction "
-        f"of the {method.sparsity_of}) keeps every channel; raise --sparsity"
+        f"of the {method.sparsity_of}) keeps every channel{why}; raise --sparsity"
     )
 
 

@@ -49,7 +49,8 @@ def _layer_row(index: int, layer: LayerCost) -> list[str]:
     ]
 
 
-def _table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
+def format_table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
+    """Render rows as aligned columns under a header; columns in ``right`` align right."""
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
     lines = []
     for row in [header, *rows]:
@@ -94,7 +95,7 @@ def format_report(report: CostReport, measurement: Measurement | None = None) ->
     lines = [
         _headline(report),
         "",
-        _table(header, rows, right={0, 8, 9, 10}),
+        format_table(header, rows, right={0, 8, 9, 10}),
         "",
         f"params        {totals.params:,} ({totals.params_mb:.2f} MB)",
         f"GFLOPs        {totals.gflops:.2f}   (GMACs {totals.macs / 1e9:.2f})",
@@ -150,12 +151,14 @@ def format_comparison(
                     f"{reduction:.1f}%" if reduction is not None else "-",
                 ]
             )
-    lines = [f"convention: {before.convention}", "", _table(header, rows, right={1, 2, 3})]
+    lines = [f"convention: {before.convention}", "", format_table(header, rows, right={1, 2, 3})]
     changed = _changed_layers(before, after)
     if changed:
         lines += [
             "",
-            _table(["node", "op", "channels before", "channels after"], changed, right={2, 3}),
+            format_table(
+                ["node", "op", "channels before", "channels after"], changed, right={2, 3}
+            ),
         ]
     return "\n".join(lines)
 

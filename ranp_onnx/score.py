@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import distributed
 from .channels import ChannelAnalysis
 from .data import Batch
 from .errors import DataError
@@ -40,6 +41,8 @@ class GradientStatistics:
             output channel (Molchanov et al.).
         weights: The layers' weights as ``[neurons, fan-in]``.
         loss: Mean loss over the batches.
+        device: Where the passes ran ("cpu", "cuda:0"; "" if none ran), with the number
+            of ranks where several scored together ("cpu x 2 ranks").
     """
 
     batches: int
@@ -48,6 +51,7 @@ class GradientStatistics:
     taylor: tuple[np.ndarray, ...]
     weights: tuple[np.ndarray, ...]
     loss: float
+    device: str = ""
 
 
 def layer_weights(channels: ChannelAnalysis) -> tuple[np.ndarray, ...]:
@@ -74,8 +78,13 @@ def accumulate_gradients(
     batchnorm: str = "batch",
     total: int | None = None,
     progress: Progress | None = None,
+    memory_check: bool = True,
 ) -> GradientStatistics:
     """Run the scoring passes and average the gradient statistics.
+
+    Under torchrun (``WORLD_SIZE`` > 1) this rank scores its shard of the batches and the
+    sums are all-reduced before averaging (:mod:`ranp_onnx.distributed`): every rank
+    returns the statistics of all the batches.
 
     Args:
         channels: The channel analysis of the model.
@@ -85,17 +94,35 @@ def accumulate_gradients(
         device: "auto" (CUDA when torch sees a GPU), "cpu" or "cuda".
         batchnorm: "batch" (the reference) or "running" statistics.
         total: Number of batches, for progress reports.
-        progress: Called after every batch.
+        progress: Called after every batch (with this rank's counts).
+        memory_check: Before the first pass, estimate the memory scoring needs at the
+            first batch's size and refuse if it exceeds the memory available
+            (:mod:`ranp_onnx.memory`). Defaults to True.
 
     Raises:
         DataError: No batch was given, or a loss is not finite.
+        InsufficientMemoryError: The estimate exceeds the available memory.
     """
-    scorer = _Scorer(channels, loss_name, ignore_index, _torch_device(device), batchnorm)
-    for batch in batches:
+    from .memory import check_scoring_memory
+
+    world = distributed.world_from_env()
+    torch_device = distributed.scoring_device(world, _torch_device(device))
+    distributed.join(world, torch_device)
+    scorer = _Scorer(channels, loss_name, ignore_index, torch_device, batchnorm)
+    if total is not None:
+        total = len(range(world.rank, total, world.size))
+    for batch in distributed.shard(batches, world):
+        if memory_check and scorer.count == 0:
+            check_scoring_memory(channels.graph, _batch_size(batch), torch_device)
         scorer.add(batch)
         if progress is not None:
             progress(scorer.count, total)
-    return scorer.result()
+    return scorer.result(world)
+
+
+def _batch_size(batch: Batch) -> int:
+    first = next(iter(batch.inputs.values()), None)
+    return int(first.shape[0]) if first is not None and first.ndim else 1
 
 
 class _Scorer:
@@ -144,9 +171,12 @@ class _Scorer:
             for name, value in batch.inputs.items()
         }
         captured = self.module.capture(feeds, self.capture)
+        outputs = {layer.output for layer in self.channels.layers}
         for name in self.capture:
-            if captured[name].requires_grad and not captured[name].is_leaf:
+            if name not in outputs and captured[name].requires_grad and not captured[name].is_leaf:
                 captured[name].retain_grad()
+        for i, layer in enumerate(self.channels.layers):
+            self._add_taylor_on_backward(i, captured[layer.output])
         labels = None if batch.labels is None else torch.from_numpy(batch.labels).to(self.device)
         try:
             loss = self.loss(captured[self.logits], labels)
@@ -163,15 +193,43 @@ class _Scorer:
                 product = _gradient(weight) * weight
                 self.magnitude[i] += product.abs()
                 self.signed[i] += product
-                activation = captured[layer.output]
-                term = activation * _gradient(activation)
-                axes = [a for a in range(term.dim()) if a != 1]
-                self.taylor[i] += term.mean(dim=axes).abs().double()
         self.count += 1
         self.loss_sum += float(loss.detach())
 
-    def result(self) -> GradientStatistics:
-        """The averages."""
+    def _add_taylor_on_backward(self, layer: int, activation: torch.Tensor) -> None:
+        """Add the layer's Taylor term when its output's gradient arrives.
+
+        A hook rather than ``retain_grad()``: the gradient of every layer output would
+        otherwise stay alive until the end of the backward pass.
+        """
+        if not activation.requires_grad:
+            return
+        # The closure holds a detached view, not the tensor it is registered on: no
+        # reference cycle, so the batch's activations are freed by reference counting.
+        value = activation.detach()
+
+        def hook(gradient: torch.Tensor) -> None:
+            import torch
+
+            with torch.no_grad():
+                term = value * gradient
+                axes = [a for a in range(term.dim()) if a != 1]
+                self.taylor[layer] += term.mean(dim=axes).abs().double()
+
+        activation.register_hook(hook)
+
+    def result(self, world: distributed.World | None = None) -> GradientStatistics:
+        """The averages (over every rank's batches where ``world`` has several ranks)."""
+        import torch
+
+        if world is not None and world.distributed:
+            totals = torch.tensor(
+                [self.count, self.loss_sum], dtype=torch.float64, device=self.device
+            )
+            distributed.all_reduce_sums(
+                [*self.magnitude, *self.signed, *self.taylor, totals], world
+            )
+            self.count, self.loss_sum = round(float(totals[0])), float(totals[1])
         if self.count == 0:
             raise DataError("the scoring data gave no batch")
         graph = self.channels.graph
@@ -192,6 +250,8 @@ class _Scorer:
             taylor=tuple((t / self.count).cpu().numpy() for t in self.taylor),
             weights=layer_weights(self.channels),
             loss=self.loss_sum / self.count,
+            device=str(self.device)
+            + (f" x {world.size} ranks" if world and world.distributed else ""),
         )
 
 

@@ -131,8 +131,22 @@ def recording_input_channels(module: nn.Module) -> Iterator[dict[nn.Module, int]
 def set_parameterless_channels(seen: Mapping[nn.Module, int], journal: ShrinkJournal) -> None:
     """Set the channel attribute of each layer :func:`recording_input_channels` saw."""
     for layer, channels in seen.items():
-        attribute = "num_channels" if isinstance(layer, nn.GroupNorm) else "num_features"
-        journal.set_attribute(layer, attribute, channels)
+        if isinstance(layer, nn.GroupNorm):
+            _set_group_norm_channels(layer, channels, journal)
+        else:
+            journal.set_attribute(layer, "num_features", channels)
+
+
+def _set_group_norm_channels(layer: nn.GroupNorm, channels: int, journal: ShrinkJournal) -> None:
+    """``num_channels``, and ``num_groups`` where every group is one channel.
+
+    One channel per group (``GroupNorm(C, C)``) normalises channels independently, so the
+    graph may prune it, and it stays one channel per group. Larger groups are pruned by
+    the graph only whole or not at all, and keep their group count.
+    """
+    if layer.num_groups == layer.num_channels:
+        journal.set_attribute(layer, "num_groups", channels)
+    journal.set_attribute(layer, "num_channels", channels)
 
 
 def _replace_tensors(module: nn.Module, pruned: onnx.ModelProto, journal: ShrinkJournal) -> None:
@@ -209,7 +223,7 @@ def _update_attributes(
         if size is not None:
             journal.set_attribute(layer, "num_features", size)
     elif isinstance(layer, nn.GroupNorm) and weight_shape is not None:
-        journal.set_attribute(layer, "num_channels", weight_shape[0])
+        _set_group_norm_channels(layer, weight_shape[0], journal)
     elif isinstance(layer, nn.Linear) and weight_shape is not None:
         journal.set_attribute(layer, "out_features", weight_shape[0])
         journal.set_attribute(layer, "in_features", weight_shape[1])

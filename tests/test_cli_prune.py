@@ -437,6 +437,10 @@ BAD: dict[str, tuple[BadCase, str]] = {
 }
 
 
+#: Cases that are usage errors (a bad option value), exit status 2.
+USAGE_ERRORS = {"sparsity out of range"}
+
+
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_input_is_one_line_exit_1_and_writes_nothing(
     case: str, files: dict[str, Path], tmp_path: Path
@@ -445,6 +449,7 @@ def test_bad_input_is_one_line_exit_1_and_writes_nothing(
     (tmp_path / "plan.json").write_text(json.dumps(ONE_LAYER_PLAN))
     out = tmp_path / "out.onnx"
     before = {p.name for p in tmp_path.iterdir()}
-    assert_refused(run(*arguments(files, out)), message)
+    usage = case in USAGE_ERRORS  # click rejects the option value: exit 2
+    assert_refused(run(*arguments(files, out)), message, code=2 if usage else 1)
     assert not out.exists()
     assert {p.name for p in tmp_path.iterdir()} == before

@@ -186,3 +186,4 @@ def test_tiny_scale_and_transfer_options(tmp_path: Path) -> None:
     assert ("ranp-f", "scored on own data") in transfer
     text = (out / "table_segmentation3d.md").read_text()
     assert "Scalability" in text and "Transferability" in text
+    assert not (out / "metric_vs_gflops.png").exists()  # no main comparison to draw

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
 import torch
 from builders import export_module
 from hypothesis import HealthCheck, given, settings
@@ -207,5 +208,30 @@ def test_random_architecture_prunes_exactly(
             module.bias.data.normal_()
     model = export_module(net, torch.randn(2, channels, size, size, size))
     run = random_prune(model, sparsity, seed)
+    assert run.error <= 1e-4
+    assert run.macs_after <= run.macs_before
+
+
+def _block(kind: str, width: int, extra: int) -> Block:
+    return Block(kind=kind, width=width, kernel=1, batchnorm=False, activation="elu", extra=extra)
+
+
+#: Found by the property test: a grouped conv reading the output of a depthwise conv with a
+#: channel multiplier (each unit holds 2 channels, and a block boundary falls inside one).
+MULTIPLIER = [_block("depthwise", 1, 0), _block("depthwise", 1, 1)]
+MULTIPLIER_THEN_GROUPED = [
+    ([_block("conv", 1, 0), _block("split", 3, 1), _block("conv", 6, 0), *MULTIPLIER], 3, 0),
+    ([_block("conv", 1, 0), _block("conv", 5, 0), *MULTIPLIER], 1, 297),
+    ([_block("conv", 1, 0), _block("conv", 5, 0), *MULTIPLIER], 1, 1),
+]
+
+
+@pytest.mark.parametrize(("start", "extra", "seed"), MULTIPLIER_THEN_GROUPED)
+def test_grouped_conv_after_a_channel_multiplier_is_kept_whole_or_exact(
+    start: list[Block], extra: int, seed: int
+) -> None:
+    torch.manual_seed(seed)
+    net = RandomNet(1, 2, [*start, _block("grouped", 1, extra)], "conv", classes=3).eval()
+    run = random_prune(export_module(net, torch.randn(2, 1, 2, 2, 2)), 0.5, seed)
     assert run.error <= 1e-4
     assert run.macs_after <= run.macs_before

@@ -13,7 +13,15 @@ from . import (
     softmax,
     tensor,
 )
-from .base import LayerGeometry, OpCost, OpRule, register, registered_op_types, rule_for
+from .base import (
+    LayerGeometry,
+    OpCost,
+    OpRule,
+    register,
+    registered_op_types,
+    registered_rules,
+    rule_for,
+)
 
 __all__ = [
     "LayerGeometry",
@@ -27,6 +35,7 @@ __all__ = [
     "pooling",
     "register",
     "registered_op_types",
+    "registered_rules",
     "reshape",
     "resize",
     "rule_for",

@@ -214,6 +214,11 @@ def registered_op_types() -> list[str]:
     return sorted(op_type for _, op_type in _RULES)
 
 
+def registered_rules() -> list[tuple[str, str, OpRule]]:
+    """Return (domain, op type, rule) for every registered operator, sorted (for docs)."""
+    return [(domain, op_type, _RULES[(domain, op_type)]) for domain, op_type in sorted(_RULES)]
+
+
 def _canonical_domain(domain: str) -> str:
     return "" if domain in ("", "ai.onnx") else domain
 

@@ -1,0 +1,1 @@
+"""Benchmarks of ranp-onnx: ``make bench`` (``python -m benchmarks.run``) writes RESULTS.md."""

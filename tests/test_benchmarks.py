@@ -1,0 +1,38 @@
+"""The benchmark harness runs end to end on small sizes, so that ``make bench`` cannot rot."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--repeats", "1", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = out.read_text()
+    for heading in ("## (a)", "## (b)", "## (c)", "## (d)", "## (e)", "## (f)"):
+        assert heading in text
+    assert "Command: `python -m benchmarks.run --quick --repeats 1" in text
+    assert "prune total /" in text and "graph evaluator / native torch" in text
+    assert "| 0.8 --round-to 16 |" in text
+    assert "peak resident memory" in text
+    assert text.count("**met**") + text.count("**missed**") >= 4
+
+
+def test_generated_graphs_are_valid_and_have_the_asked_convs() -> None:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.scale import generated_graph
+
+    model = generated_graph(12)
+    onnx.checker.check_model(model, full_check=True)
+    assert sum(node.op_type == "Conv" for node in model.graph.node) == 12
+    assert {"Add", "Concat"} <= {node.op_type for node in model.graph.node}
