@@ -30,12 +30,22 @@ TITLES = {
 }
 
 
+#: Longest tick label: deeper names keep their last characters, so the panels keep their height.
+LABEL_CHARACTERS = 32
+
+
 def short_name(node: str) -> str:
-    """``/encoders.0/conv1/conv/Conv`` -> ``encoders.0/conv1/conv`` (torch exports' names)."""
+    """``/encoders.0/conv1/conv/Conv`` -> ``encoders.0/conv1/conv`` (torch exports' names).
+
+    Names longer than :data:`LABEL_CHARACTERS` keep their end, after an ellipsis.
+    """
     parts = node.strip("/").split("/")
     if len(parts) > 1 and parts[-1][:1].isupper():
         parts = parts[:-1]
-    return "/".join(parts) or node
+    name = "/".join(parts) or node
+    if len(name) > LABEL_CHARACTERS:
+        name = "\u2026" + name[-(LABEL_CHARACTERS - 1) :]
+    return name
 
 
 def draw_figure(pyplot: Any, data: PlotData) -> Any:

@@ -108,6 +108,9 @@ def test_short_names() -> None:
     assert short_name("/encoders.0/conv1/conv/Conv") == "encoders.0/conv1/conv"
     assert short_name("/head/Conv") == "head"
     assert short_name("conv_3") == "conv_3"
+    deep = "/model/model.1/submodule/submodule.0/submodule/conv/conv.0/conv/Conv"
+    assert short_name(deep) == "\u2026le.0/submodule/conv/conv.0/conv"
+    assert len(short_name(deep)) == 32
 
 
 @needs_matplotlib
