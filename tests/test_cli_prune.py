@@ -256,44 +256,20 @@ ONE_LAYER_PLAN = {
 
 BadCase = Callable[[dict[str, Path], Path], list[str | Path]]
 
+
+def _with_data(name: str) -> BadCase:
+    """Prune the UNet at 0.5 with the data file ``name`` of the fixtures."""
+    return lambda f, o: ["prune", f["unet"], "--data", f[name], "--sparsity", "0.5", "-o", o]
+
+
 BAD: dict[str, tuple[BadCase, str]] = {
-    "data shape": (
-        lambda f, o: ["prune", f["unet"], "--data", f["bad-shape"], "--sparsity", "0.5", "-o", o],
-        "'inputs'",
-    ),
-    "data dtype": (
-        lambda f, o: ["prune", f["unet"], "--data", f["bad-dtype"], "--sparsity", "0.5", "-o", o],
-        "'inputs'",
-    ),
-    "extra array": (
-        lambda f, o: ["prune", f["unet"], "--data", f["bad-arrays"], "--sparsity", "0.5", "-o", o],
-        "extra",
-    ),
-    "no labels": (
-        lambda f, o: [
-            "prune",
-            f["unet"],
-            "--data",
-            f["bad-no-labels"],
-            "--sparsity",
-            "0.5",
-            "-o",
-            o,
-        ],
-        "labels",
-    ),
-    "labels out of range": (
-        lambda f, o: ["prune", f["unet"], "--data", f["bad-range"], "--sparsity", "0.5", "-o", o],
-        "labels",
-    ),
-    "nan": (
-        lambda f, o: ["prune", f["unet"], "--data", f["bad-nan"], "--sparsity", "0.5", "-o", o],
-        "'inputs'",
-    ),
-    "inf": (
-        lambda f, o: ["prune", f["unet"], "--data", f["bad-inf"], "--sparsity", "0.5", "-o", o],
-        "'inputs'",
-    ),
+    "data shape": (_with_data("bad-shape"), "'inputs'"),
+    "data dtype": (_with_data("bad-dtype"), "'inputs'"),
+    "extra array": (_with_data("bad-arrays"), "extra"),
+    "no labels": (_with_data("bad-no-labels"), "labels"),
+    "labels out of range": (_with_data("bad-range"), "labels"),
+    "nan": (_with_data("bad-nan"), "'inputs'"),
+    "inf": (_with_data("bad-inf"), "'inputs'"),
     "missing data": (
         lambda f, o: [
             "prune",
