@@ -3,7 +3,11 @@
 One scoring of the UNet serves every RANP-f model: sparsities 0.5, 0.8 and the largest
 feasible one (the paper's Algorithm 2), and 0.8 with ``--round-to 8`` and ``16``. Each
 model is timed in onnxruntime (CUDA where the installed onnxruntime has it, else CPU) and
-its arena peak read as ``report --measure`` reads it (:func:`ranp_onnx.measure.measure`).
+its arena peak and kernel time by op read as ``report --measure`` reads them
+(:func:`ranp_onnx.measure.measure`). Beside it, where OpenVINO is installed, each model is
+timed in OpenVINO's CPU plugin on the same inputs; and the full and the 0.8 model are
+timed again without their final Softmax (their logits), the op onnxruntime spends most of
+the pruned model's time in.
 """
 
 from __future__ import annotations
@@ -65,8 +69,27 @@ def ranp_models(scored: Scored) -> list[tuple[str, float, int, Any]]:
     return results
 
 
-def _latency(proto: onnx.ModelProto, graph: Any, repeats: int) -> tuple[Timing, str, float]:
-    """Timed runs in onnxruntime, the provider, and the arena peak (MB)."""
+@dataclasses.dataclass(frozen=True)
+class Latency:
+    """One model timed.
+
+    Attributes:
+        onnxruntime: Timed runs in onnxruntime.
+        provider: Its execution provider.
+        arena_mb: Its arena peak, MB.
+        op_ms: Its kernel time by op type per run (profiled), ms.
+        openvino: Timed runs in OpenVINO's CPU plugin, or None where it is not installed.
+    """
+
+    onnxruntime: Timing
+    provider: str
+    arena_mb: float
+    op_ms: dict[str, float]
+    openvino: Timing | None
+
+
+def _latency(proto: onnx.ModelProto, graph: Any, repeats: int) -> Latency:
+    """Timed runs in onnxruntime (and OpenVINO), the arena peak and the time by op."""
     from ranp_onnx import runtime
     from ranp_onnx.measure import measure, random_inputs
 
@@ -75,7 +98,53 @@ def _latency(proto: onnx.ModelProto, graph: Any, repeats: int) -> tuple[Timing, 
     feeds = random_inputs(graph)
     timing = repeat(lambda: session.run(None, feeds), repeats, warmup=1)
     measured = measure(graph, runs=1, warmup=0)
-    return timing, measured.provider, measured.arena_peak_mb or float("nan")
+    return Latency(
+        timing,
+        measured.provider,
+        measured.arena_peak_mb or float("nan"),
+        measured.op_ms,
+        _openvino_latency(proto, feeds, repeats),
+    )
+
+
+def _openvino_latency(
+    proto: onnx.ModelProto, feeds: dict[str, np.ndarray], repeats: int
+) -> Timing | None:
+    """Timed runs in OpenVINO's CPU plugin (latency hint, f32), or None without OpenVINO."""
+    try:
+        import openvino
+    except ImportError:
+        return None
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ranp-bench-ov-") as folder:
+        path = Path(folder) / "model.onnx"
+        onnx.save(proto, path)
+        compiled = openvino.Core().compile_model(
+            str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        )
+    request = compiled.create_infer_request()
+    inputs = {port.any_name: feeds[port.any_name] for port in compiled.inputs}
+    return repeat(lambda: request.infer(inputs), repeats, warmup=1)
+
+
+def logits(proto: onnx.ModelProto) -> onnx.ModelProto | None:
+    """The model without the Softmax that makes its (single) output, or None if none does."""
+    graph = proto.graph
+    if len(graph.output) != 1:
+        return None
+    output = graph.output[0]
+    producers = [node for node in graph.node if output.name in node.output]
+    if len(producers) != 1 or producers[0].op_type != "Softmax":
+        return None
+    softmax = producers[0]
+    cut = onnx.ModelProto()
+    cut.CopyFrom(proto)
+    nodes = [node for node in cut.graph.node if softmax.output[0] not in node.output]
+    del cut.graph.node[:]
+    cut.graph.node.extend(nodes)
+    cut.graph.output[0].name = softmax.input[0]
+    return cut
 
 
 def run_inference(scored: Scored, repeats: int) -> list[dict[str, Any]]:
@@ -83,32 +152,115 @@ def run_inference(scored: Scored, repeats: int) -> list[dict[str, Any]]:
     from ranp_onnx.analyse import analyse
     from ranp_onnx.costs import count_costs
 
-    full_costs = count_costs(scored.graph)
-    full_time, provider, full_arena = _latency(scored.graph.model.proto, scored.graph, repeats)
-    rows = [
-        {
-            "model": "full",
-            "provider": provider,
-            "latency": full_time,
-            "arena_mb": full_arena,
-            "gflops": full_costs.totals.gflops,
-            "memory_mb": full_costs.totals.memory_mb,
-        }
-    ]
+    full = Timed(
+        _latency(scored.graph.model.proto, scored.graph, repeats), count_costs(scored.graph).totals
+    )
+    rows = [_row("full", 0.0, full, full)]
     for label, _sparsity, _round, result in ranp_models(scored):
         graph = analyse(result.model, scored.graph.input_shapes)
-        timing, provider, arena = _latency(result.model, graph, repeats)
-        achieved = result.plan.achieved
-        rows.append(
-            {
-                "model": label,
-                "provider": provider,
-                "latency": timing,
-                "arena_mb": arena,
-                "gflops": result.after.totals.gflops,
-                "memory_mb": result.after.totals.memory_mb,
-                "neuron_sparsity": achieved["neuron_sparsity"],
-                "speedup": Timing(tuple(full_time.median / t for t in timing.values)),
-            }
-        )
+        pruned = Timed(_latency(result.model, graph, repeats), result.after.totals)
+        sparsity = result.plan.achieved["neuron_sparsity"]
+        rows.append(_row(label, sparsity, pruned, full))
+        if label == "0.8":
+            rows[0]["convs"] = conv_times(scored.graph, count_costs(scored.graph))
+            rows[-1]["convs"] = conv_times(graph, result.after)
+            rows += _logit_rows(scored, result.model, sparsity, repeats)
     return rows
+
+
+def conv_times(graph: Any, costs: Any, runs: int = 3) -> dict[str, dict[str, Any]]:
+    """Each Conv's kernel time in onnxruntime (CPU, median of ``runs`` profiled runs).
+
+    Returns:
+        By node name: ``ms``, ``macs`` and ``channels`` ("in->out").
+    """
+    import json
+    import statistics
+    import tempfile
+
+    from ranp_onnx import runtime
+    from ranp_onnx.measure import random_inputs
+
+    ort = runtime.import_onnxruntime()
+    feeds = random_inputs(graph)
+    with tempfile.TemporaryDirectory(prefix="ranp-bench-profile-") as folder:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(folder) / "profile")
+        session = runtime.make_session(
+            graph.model.proto, providers=["CPUExecutionProvider"], options=options
+        )
+        for _ in range(runs + 1):
+            session.run(None, feeds)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    times: dict[str, list[float]] = {}
+    for event in events:
+        name = str(event.get("name", ""))
+        if event.get("cat") == "Node" and name.endswith("_kernel_time"):
+            times.setdefault(name.removesuffix("_kernel_time"), []).append(event["dur"] / 1e3)
+    convs = {}
+    for layer in costs.layers:
+        if layer.op_type == "Conv" and layer.name in times and layer.geometry is not None:
+            # The first run is the warm-up.
+            convs[layer.name] = {
+                "ms": statistics.median(times[layer.name][1:]),
+                "macs": layer.macs,
+                "channels": f"{layer.geometry.channels_in}->{layer.geometry.channels_out}",
+            }
+    return convs
+
+
+@dataclasses.dataclass(frozen=True)
+class Timed:
+    """A model's timings and its counted costs (``standard`` totals)."""
+
+    latency: Latency
+    totals: Any
+
+
+def _row(label: str, sparsity: float, model: Timed, full: Timed) -> dict[str, Any]:
+    """One table row: the timings, and the speedups and factors against ``full``."""
+    latency, base = model.latency, full.latency
+    row: dict[str, Any] = {
+        "model": label,
+        "neuron_sparsity": sparsity,
+        "provider": latency.provider,
+        "latency": latency.onnxruntime,
+        "arena_mb": latency.arena_mb,
+        "op_ms": latency.op_ms,
+        "gflops": model.totals.gflops,
+        "speedup": _speedup(base.onnxruntime, latency.onnxruntime),
+        "flops_factor": full.totals.gflops / model.totals.gflops,
+        "arena_factor": base.arena_mb / latency.arena_mb,
+        "memory_factor": full.totals.memory_mb / model.totals.memory_mb,
+        "baseline": model is full,
+    }
+    if latency.openvino is not None and base.openvino is not None:
+        row["openvino"] = latency.openvino
+        row["openvino_speedup"] = _speedup(base.openvino, latency.openvino)
+    return row
+
+
+def _speedup(full: Timing, model: Timing) -> Timing:
+    return Timing(tuple(full.median / t for t in model.values))
+
+
+def _logit_rows(
+    scored: Scored, pruned: onnx.ModelProto, sparsity: float, repeats: int
+) -> list[dict[str, Any]]:
+    """The full and a pruned model timed without their final Softmax, if they end in one."""
+    from ranp_onnx.analyse import analyse
+    from ranp_onnx.costs import count_costs
+
+    cuts = [logits(scored.graph.model.proto), logits(pruned)]
+    timed = []
+    for cut in cuts:
+        if cut is None:
+            return []
+        graph = analyse(cut, scored.graph.input_shapes)
+        timed.append(Timed(_latency(cut, graph, repeats), count_costs(graph).totals))
+    return [
+        _row("full, logits (final Softmax removed)", 0.0, timed[0], timed[0]),
+        _row("0.8, logits", sparsity, timed[1], timed[0]),
+    ]

@@ -7,7 +7,7 @@ import json
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,9 @@ from .load import LoadedModel
 
 MB = float(1 << 20)
 
+#: At most this many profiled runs (after one warm-up) give the time by op.
+PROFILED_RUNS = 3
+
 
 @dataclass(frozen=True)
 class Measurement:
@@ -30,15 +33,25 @@ class Measurement:
         provider: The execution provider that ran it.
         runs: Timed runs (after warm-up).
         median_ms: Median wall time of one run, milliseconds.
-        arena_peak_mb: Peak bytes in use in the runtime's arena during the profiled run
+        arena_peak_mb: Peak bytes in use in the runtime's arena during the profiled runs
             (initializers held in the arena included), or None if the provider does not
             report it.
+        op_ms: Kernel time of one run by operator type, milliseconds, largest first: each
+            node's median over the profiled runs after the first, summed by type. The
+            types are those the runtime ran, after its own fusions (``FusedConv`` is a
+            Conv with its activation); empty if the provider reports no kernel times.
     """
 
     provider: str
     runs: int
     median_ms: float
     arena_peak_mb: float | None
+    op_ms: dict[str, float] = field(default_factory=dict)
+
+    def op_shares(self) -> dict[str, float]:
+        """Each operator type's share of the profiled kernel time (0 to 1), largest first."""
+        total = sum(self.op_ms.values())
+        return {op: ms / total for op, ms in self.op_ms.items()} if total > 0 else {}
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -47,6 +60,7 @@ class Measurement:
             "runs": self.runs,
             "median_ms": self.median_ms,
             "arena_peak_mb": self.arena_peak_mb,
+            "op_ms": self.op_ms,
         }
 
 
@@ -70,8 +84,9 @@ def measure(
 ) -> Measurement:
     """Run the model in onnxruntime and time it.
 
-    One extra profiled run (memory pattern off, so the arena peak is stable from run to
-    run) gives the arena peak; the timed runs are not profiled.
+    A second session, profiled (memory pattern off, so the arena peak is stable from run to
+    run), runs once to warm up and then up to three times (``runs``, at most 3): it gives
+    the arena peak and the kernel time by operator type. The timed runs are not profiled.
     """
     ort = runtime.import_onnxruntime()
     providers = runtime.available_providers(device)
@@ -87,7 +102,8 @@ def measure(
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(folder) / "profile")
         profiled = runtime.make_session(source, providers=providers, options=options)
-        _run(profiled, feeds)
+        for _ in range(1 + min(runs, PROFILED_RUNS)):
+            _run(profiled, feeds)
         events = json.loads(Path(profiled.end_profiling()).read_text())
     peaks = [
         int(event["args"]["mem_in_use_peak"])
@@ -99,7 +115,35 @@ def measure(
         runs=runs,
         median_ms=statistics.median(times),
         arena_peak_mb=max(peaks) / MB if peaks else None,
+        op_ms=kernel_ms_by_op(events),
     )
+
+
+def kernel_ms_by_op(events: list[dict[str, Any]]) -> dict[str, float]:
+    """One run's kernel time by operator type, in ms, from an onnxruntime profile.
+
+    Every node's kernel time (``<node>_kernel_time`` events, microseconds) is taken as its
+    median over the profiled runs, leaving out the first where there are more (a session's
+    first run allocates); the medians are summed by operator type.
+
+    Args:
+        events: The events of an onnxruntime profile (its JSON file).
+
+    Returns:
+        Milliseconds per operator type, largest first.
+    """
+    per_node: dict[tuple[str, str], list[float]] = {}
+    for event in events:
+        name = str(event.get("name", ""))
+        if event.get("cat") != "Node" or not name.endswith("_kernel_time"):
+            continue
+        op = event.get("args", {}).get("op_name")
+        if op:
+            per_node.setdefault((name, str(op)), []).append(float(event.get("dur", 0)) / 1e3)
+    totals: dict[str, float] = {}
+    for (_, op), times in per_node.items():
+        totals[op] = totals.get(op, 0.0) + statistics.median(times[1:] if len(times) > 1 else times)
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
 
 
 def _session_source(model: LoadedModel, stack: contextlib.ExitStack) -> onnx.ModelProto | Path:

@@ -108,6 +108,13 @@ def format_report(report: CostReport, measurement: Measurement | None = None) ->
         )
     if measurement is not None:
         lines.append(_measurement_line(measurement))
+        shares = measurement.op_shares()
+        if shares:
+            named = [f"{op} {100 * share:.0f}%" for op, share in list(shares.items())[:_TOP_OPS]]
+            rest = sum(list(shares.values())[_TOP_OPS:])
+            if rest > 0:
+                named.append(f"others {100 * rest:.0f}%")
+            lines.append(f"time by op    {', '.join(named)} (of the kernel time)")
     return "\n".join(lines)
 
 
@@ -152,6 +159,8 @@ def format_comparison(
                 ]
             )
     lines = [f"convention: {before.convention}", "", format_table(header, rows, right={1, 2, 3})]
+    if measured is not None and measured[0].op_ms and measured[1].op_ms:
+        lines += ["", *op_time_lines(*measured)]
     changed = _changed_layers(before, after)
     if changed:
         lines += [
@@ -161,6 +170,62 @@ def format_comparison(
             ),
         ]
     return "\n".join(lines)
+
+
+#: Operator types listed by name in the time breakdowns; the rest are summed.
+_TOP_OPS = 6
+
+#: An operator type whose time in the pruned model is at least this share of its time in
+#: the original did not get (much) faster: less than 1.33x, within the noise of a run.
+_UNCHANGED = 0.75
+
+
+def op_time_lines(before: Measurement, after: Measurement) -> list[str]:
+    """Kernel time by operator type side by side, and what the ops pruning missed bound.
+
+    Args:
+        before: The original model's measurement.
+        after: The pruned model's measurement.
+
+    Returns:
+        A table (ms per run; the speedup of each op type), and a line
+        naming the op types that got less than 1.33x faster, with their speedups, when they
+        take a tenth or more of the pruned model's time, and the speedup they cap the model
+        at: the original's latency over the pruned model's latency spent in them.
+    """
+    ops = sorted(
+        set(before.op_ms) | set(after.op_ms),
+        key=lambda op: -max(before.op_ms.get(op, 0.0), after.op_ms.get(op, 0.0)),
+    )
+    rows = []
+    for op in ops[:_TOP_OPS]:
+        a, b = before.op_ms.get(op, 0.0), after.op_ms.get(op, 0.0)
+        rows.append([op, f"{a:.2f}", f"{b:.2f}", f"{a / b:.1f}x" if a and b else "-"])
+    if len(ops) > _TOP_OPS:
+        a = sum(before.op_ms.get(op, 0.0) for op in ops[_TOP_OPS:])
+        b = sum(after.op_ms.get(op, 0.0) for op in ops[_TOP_OPS:])
+        rows.append(["others", f"{a:.2f}", f"{b:.2f}", f"{a / b:.1f}x" if a and b else "-"])
+    lines = [
+        "kernel time by op (ms per run, median of profiled runs)",
+        format_table(["op", "before", "after", "speedup"], rows, right={1, 2, 3}),
+    ]
+    shares = after.op_shares()
+    unchanged = [
+        op
+        for op in after.op_ms
+        if before.op_ms.get(op, 0.0) > 0 and after.op_ms[op] >= _UNCHANGED * before.op_ms[op]
+    ]
+    share = sum(shares[op] for op in unchanged)
+    if share >= 0.1 and after.median_ms > 0:
+        bound = before.median_ms / (after.median_ms * share)
+        named = ", ".join(f"{op} ({before.op_ms[op] / after.op_ms[op]:.1f}x)" for op in unchanged)
+        lines.append(
+            f"not faster    {named} {'takes' if len(unchanged) == 1 else 'take'} "
+            f"{100 * share:.0f}% of the pruned model's time: with "
+            f"{'it' if len(unchanged) == 1 else 'them'}, at most {bound:.1f}x faster than the "
+            "original here"
+        )
+    return lines
 
 
 def _changed_layers(before: CostReport, after: CostReport) -> list[list[str]]:

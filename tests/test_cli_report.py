@@ -214,12 +214,29 @@ def test_measure_names_the_execution_provider(models: dict[str, Path]) -> None:
     assert document["measured"]["runs"] == 3
     assert document["measured"]["median_ms"] > 0
     assert document["measured"]["arena_peak_mb"] > 0
+    # The model's ops as onnxruntime runs them (BatchNormalization folded into the Conv,
+    # the ReLU fused with it).
+    assert set(document["measured"]["op_ms"]) == {"FusedConv", "MaxPool", "Conv", "Softmax"}
+    assert all(ms > 0 for ms in document["measured"]["op_ms"].values())
+    (by_op,) = [line for line in table.stdout.splitlines() if line.startswith("time by op")]
+    listed = by_op.removeprefix("time by op").removesuffix(" (of the kernel time)").strip()
+    shares = dict(item.rsplit(" ", 1) for item in listed.split(", "))
+    assert set(shares) == {"FusedConv", "MaxPool", "Conv", "Softmax"}
+    assert sum(int(share.rstrip("%")) for share in shares.values()) in range(98, 103)
 
 
 def test_compare_with_measure(models: dict[str, Path]) -> None:
     args = ["report", str(models["half"]), "--compare", str(models["full"]), "--measure"]
     lines = ok([*args, "--runs", "1"]).stdout.splitlines()
     assert any(line.startswith("latency (ms)") for line in lines)
+    start = lines.index("kernel time by op (ms per run, median of profiled runs)")
+    assert lines[start + 1].split() == ["op", "before", "after", "speedup"]
+    ops = set()
+    for line in lines[start + 3 :]:
+        if not line or line.startswith("not faster"):
+            break
+        ops.add(line.split()[0])
+    assert ops == {"FusedConv", "MaxPool", "Conv", "Softmax"}
 
 
 # --- Errors: one line on stderr, exit status 1, no traceback, nothing written --------------
