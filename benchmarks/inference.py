@@ -174,41 +174,19 @@ def conv_times(graph: Any, costs: Any, runs: int = 3) -> dict[str, dict[str, Any
     Returns:
         By node name: ``ms``, ``macs`` and ``channels`` ("in->out").
     """
-    import json
-    import statistics
-    import tempfile
+    from ranp_onnx.measure import kernel_ms_by_node, profile_events, random_inputs
 
-    from ranp_onnx import runtime
-    from ranp_onnx.measure import random_inputs
-
-    ort = runtime.import_onnxruntime()
-    feeds = random_inputs(graph)
-    with tempfile.TemporaryDirectory(prefix="ranp-bench-profile-") as folder:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(folder) / "profile")
-        session = runtime.make_session(
-            graph.model.proto, providers=["CPUExecutionProvider"], options=options
-        )
-        for _ in range(runs + 1):
-            session.run(None, feeds)
-        events = json.loads(Path(session.end_profiling()).read_text())
-    times: dict[str, list[float]] = {}
-    for event in events:
-        name = str(event.get("name", ""))
-        if event.get("cat") == "Node" and name.endswith("_kernel_time"):
-            times.setdefault(name.removesuffix("_kernel_time"), []).append(event["dur"] / 1e3)
-    convs = {}
-    for layer in costs.layers:
-        if layer.op_type == "Conv" and layer.name in times and layer.geometry is not None:
-            # The first run is the warm-up.
-            convs[layer.name] = {
-                "ms": statistics.median(times[layer.name][1:]),
-                "macs": layer.macs,
-                "channels": f"{layer.geometry.channels_in}->{layer.geometry.channels_out}",
-            }
-    return convs
+    events = profile_events(graph.model.proto, ["CPUExecutionProvider"], random_inputs(graph), runs)
+    times = kernel_ms_by_node(events)
+    return {
+        layer.name: {
+            "ms": times[layer.name][1],
+            "macs": layer.macs,
+            "channels": f"{layer.geometry.channels_in}->{layer.geometry.channels_out}",
+        }
+        for layer in costs.layers
+        if layer.op_type == "Conv" and layer.name in times and layer.geometry is not None
+    }
 
 
 @dataclasses.dataclass(frozen=True)

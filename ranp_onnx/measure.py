@@ -7,6 +7,7 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,23 +89,13 @@ def measure(
     run), runs once to warm up and then up to three times (``runs``, at most 3): it gives
     the arena peak and the kernel time by operator type. The timed runs are not profiled.
     """
-    ort = runtime.import_onnxruntime()
     providers = runtime.available_providers(device)
     feeds = random_inputs(graph)
     with contextlib.ExitStack() as stack:
         source = _session_source(graph.model, stack)
         session = runtime.make_session(source, providers=providers)
         times, provider = _time_runs(session, feeds, runs, warmup)
-        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="ranp-profile-"))
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.enable_mem_pattern = False
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(folder) / "profile")
-        profiled = runtime.make_session(source, providers=providers, options=options)
-        for _ in range(1 + min(runs, PROFILED_RUNS)):
-            _run(profiled, feeds)
-        events = json.loads(Path(profiled.end_profiling()).read_text())
+        events = profile_events(source, providers, feeds, min(runs, PROFILED_RUNS))
     peaks = [
         int(event["args"]["mem_in_use_peak"])
         for event in events
@@ -119,18 +110,42 @@ def measure(
     )
 
 
-def kernel_ms_by_op(events: list[dict[str, Any]]) -> dict[str, float]:
-    """One run's kernel time by operator type, in ms, from an onnxruntime profile.
+def profile_events(
+    source: onnx.ModelProto | Path,
+    providers: Sequence[runtime.Provider],
+    feeds: dict[str, np.ndarray],
+    runs: int,
+) -> list[dict[str, Any]]:
+    """Run a profiled session once to warm up and ``runs`` times more; return its events.
+
+    The memory pattern is off, so the arena peak is stable from run to run.
+    """
+    ort = runtime.import_onnxruntime()
+    with tempfile.TemporaryDirectory(prefix="ranp-profile-") as folder:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.enable_mem_pattern = False
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(folder) / "profile")
+        profiled = runtime.make_session(source, providers=providers, options=options)
+        for _ in range(1 + runs):
+            _run(profiled, feeds)
+        events: list[dict[str, Any]] = json.loads(Path(profiled.end_profiling()).read_text())
+    return events
+
+
+def kernel_ms_by_node(events: list[dict[str, Any]]) -> dict[str, tuple[str, float]]:
+    """One run's kernel time of every node, in ms, from an onnxruntime profile.
 
     Every node's kernel time (``<node>_kernel_time`` events, microseconds) is taken as its
     median over the profiled runs, leaving out the first where there are more (a session's
-    first run allocates); the medians are summed by operator type.
+    first run allocates).
 
     Args:
         events: The events of an onnxruntime profile (its JSON file).
 
     Returns:
-        Milliseconds per operator type, largest first.
+        By node name (as the runtime ran it, after its fusions): its operator type and ms.
     """
     per_node: dict[tuple[str, str], list[float]] = {}
     for event in events:
@@ -139,10 +154,23 @@ def kernel_ms_by_op(events: list[dict[str, Any]]) -> dict[str, float]:
             continue
         op = event.get("args", {}).get("op_name")
         if op:
-            per_node.setdefault((name, str(op)), []).append(float(event.get("dur", 0)) / 1e3)
+            key = (name.removesuffix("_kernel_time"), str(op))
+            per_node.setdefault(key, []).append(float(event.get("dur", 0)) / 1e3)
+    return {
+        node: (op, statistics.median(times[1:] if len(times) > 1 else times))
+        for (node, op), times in per_node.items()
+    }
+
+
+def kernel_ms_by_op(events: list[dict[str, Any]]) -> dict[str, float]:
+    """One run's kernel time by operator type, in ms: :func:`kernel_ms_by_node` summed.
+
+    Returns:
+        Milliseconds per operator type, largest first.
+    """
     totals: dict[str, float] = {}
-    for (_, op), times in per_node.items():
-        totals[op] = totals.get(op, 0.0) + statistics.median(times[1:] if len(times) > 1 else times)
+    for op, ms in kernel_ms_by_node(events).values():
+        totals[op] = totals.get(op, 0.0) + ms
     return dict(sorted(totals.items(), key=lambda item: -item[1]))
 
 
