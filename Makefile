@@ -37,8 +37,8 @@ demo: $(STAMP)
 		--plan $(DEMO)/plan.json
 
 lint: $(STAMP)
-	$(BIN)/ruff check ranp_onnx cli exporters tests examples benchmarks
-	$(BIN)/ruff format --check ranp_onnx cli exporters tests examples benchmarks
+	$(BIN)/ruff check ranp_onnx tests examples benchmarks
+	$(BIN)/ruff format --check ranp_onnx tests examples benchmarks
 
 # mypy checks the package as it installs (cli/ and exporters/ under ranp_onnx), and the
 # examples against it.

@@ -34,6 +34,10 @@ class PlanError(RanpError):
     """A pruning request or a saved plan cannot be satisfied on this model."""
 
 
+class ExportError(RanpError):
+    """A torch module cannot be exported as asked (an unknown exporter, an option it lacks)."""
+
+
 class OutputExistsError(RanpError):
     """The output path exists and ``--force`` was not given."""
 

@@ -6,11 +6,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .costs import Convention
-from .criteria import GROUP_REDUCTIONS, criterion
+from .analysis.costs import Convention
 from .errors import PlanError
-from .importance import IMPORTANCES
-from .validate import DEFAULT_TOLERANCE
+from .rewrite.oracle import DEFAULT_TOLERANCE
+from .selection.criteria import GROUP_REDUCTIONS, criterion
+from .selection.importance import IMPORTANCES
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class PruneOptions:
     """Everything ``ranp-onnx prune`` can be told.
 
     Attributes:
-        method: Criterion name (see :mod:`ranp_onnx.criteria`).
+        method: Criterion name (see :mod:`ranp_onnx.selection.criteria`).
         sparsity: Neuron sparsity; exactly one of sparsity, target_flops, target_memory.
         target_flops: Keep at most this fraction of the full model's FLOPs.
         target_memory: Keep at most this fraction of its activation memory.
@@ -39,7 +39,7 @@ class PruneOptions:
         tolerance: Validation tolerance.
         reinit: Re-initialise the kept weights (the paper trains from scratch).
         memory_check: Refuse to score when the estimated memory exceeds what is available
-            (:mod:`ranp_onnx.memory`).
+            (:mod:`ranp_onnx.scoring.memory`).
     """
 
     method: str = "ranp-f"

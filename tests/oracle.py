@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from ranp_onnx.analyse import analyse
-from ranp_onnx.channels import ChannelAnalysis, analyse_channels, pruned_shapes
-from ranp_onnx.costs import count_costs
-from ranp_onnx.rewrite import rewrite
-from ranp_onnx.select import apply_constraints, global_keep
-from ranp_onnx.validate import validate
+from ranp_onnx.analysis.channels import ChannelAnalysis, analyse_channels, pruned_shapes
+from ranp_onnx.analysis.costs import count_costs
+from ranp_onnx.analysis.shapes import analyse
+from ranp_onnx.rewrite.oracle import validate
+from ranp_onnx.rewrite.surgery import rewrite
+from ranp_onnx.selection.constraints import apply_constraints, global_keep
 
 
 @dataclass(frozen=True)

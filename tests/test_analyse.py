@@ -9,8 +9,8 @@ import torch
 from builders import export_module, make_model, random_weights
 from onnx import helper
 
-from ranp_onnx.analyse import analyse, parse_input_shapes, require_convolution
-from ranp_onnx.costs import count_costs
+from ranp_onnx.analysis.costs import count_costs
+from ranp_onnx.analysis.shapes import analyse, parse_input_shapes, require_convolution
 from ranp_onnx.errors import InputShapeError, UnsupportedModelError
 
 

@@ -10,8 +10,8 @@ from builders import export_module
 from oracle import random_prune
 from torch import nn
 
-from ranp_onnx.analyse import analyse
-from ranp_onnx.channels import ChannelAnalysis, analyse_channels
+from ranp_onnx.analysis.channels import ChannelAnalysis, analyse_channels
+from ranp_onnx.analysis.shapes import analyse
 
 F = nn.functional
 

@@ -14,17 +14,17 @@ import torch
 from builders import export_module
 from click.testing import CliRunner, Result
 from pruning_models import CLASSES, segmentation_npz, zoo_model
-from ranp_onnx.cli import prune as prune_cli
-from ranp_onnx.cli.main import cli
 from torch import nn
 
-from ranp_onnx.channels import ChannelAnalysis
-from ranp_onnx.load import load_model
-from ranp_onnx.save import save_model
+from ranp_onnx.analysis.channels import ChannelAnalysis
+from ranp_onnx.cli import prune as prune_cli
+from ranp_onnx.cli.main import cli
+from ranp_onnx.ir.load import load_model
+from ranp_onnx.ir.save import save_model
 
 SHAPE = (1, 16, 16, 16)
 #: The pipeline module (``ranp_onnx.prune`` is the function of the same name).
-pipeline = importlib.import_module("ranp_onnx.prune")
+pipeline = importlib.import_module("ranp_onnx.pipeline")
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,11 @@ import torch
 from builders import export_module, make_model
 from click.testing import CliRunner, Result
 from onnx import helper
+
+from ranp_onnx.analysis.costs import count_costs
+from ranp_onnx.analysis.shapes import analyse
 from ranp_onnx.cli import report as report_command
 from ranp_onnx.cli.main import cli
-
-from ranp_onnx.analyse import analyse
-from ranp_onnx.costs import count_costs
 from ranp_onnx.errors import InputShapeError
 
 MB = float(1 << 20)

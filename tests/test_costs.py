@@ -18,9 +18,15 @@ from builders import export_module, make_model
 from onnx import TensorProto, helper
 from torch.utils.flop_counter import FlopCounterMode
 
-from ranp_onnx import runtime
-from ranp_onnx.analyse import analyse
-from ranp_onnx.costs import CostReport, LayerCost, count_costs, parameter_source, peak_live_bytes
+from ranp_onnx.analysis.costs import (
+    CostReport,
+    LayerCost,
+    count_costs,
+    parameter_source,
+    peak_live_bytes,
+)
+from ranp_onnx.analysis.shapes import analyse
+from ranp_onnx.ir import runtime
 
 MB = float(1 << 20)
 

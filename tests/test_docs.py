@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
+
 from ranp_onnx.cli import docs
 from ranp_onnx.cli.main import cli
-
 from ranp_onnx.ops import registered_op_types
 
 README = Path(__file__).resolve().parent.parent / "README.md"

@@ -13,8 +13,11 @@ import onnxruntime as ort
 import pytest
 import torch
 from click.testing import CliRunner
+
+from ranp_onnx import analyse, count_costs
 from ranp_onnx.cli.main import cli
-from ranp_onnx.exporters import (
+from ranp_onnx.errors import InputShapeError, OutputExistsError
+from ranp_onnx.zoo import (
     EXPORTERS,
     ZOO,
     ZooError,
@@ -23,10 +26,7 @@ from ranp_onnx.exporters import (
     export_model,
     parse_volume_shape,
 )
-from ranp_onnx.exporters.export import METADATA_KEY, PRESET_KEY
-
-from ranp_onnx import analyse, count_costs
-from ranp_onnx.errors import InputShapeError, OutputExistsError
+from ranp_onnx.zoo.export import METADATA_KEY, PRESET_KEY
 
 #: (width multiplier, input C, D, H, W) of each model's small test version.
 SMALL: dict[str, tuple[float, tuple[int, int, int, int]]] = {

@@ -12,11 +12,11 @@ import pytest
 from builders import make_model, random_weights
 from onnx import helper, numpy_helper
 
-from ranp_onnx import load, runtime
-from ranp_onnx.analyse import analyse
+from ranp_onnx.analysis.shapes import analyse
 from ranp_onnx.errors import ModelLoadError, UnsupportedModelError
-from ranp_onnx.load import LoadedModel, load_model
-from ranp_onnx.measure import measure
+from ranp_onnx.ir import load, runtime
+from ranp_onnx.ir.load import LoadedModel, load_model
+from ranp_onnx.reporting.profiling import measure
 
 WEIGHTS = random_weights(0, w=(4, 2, 3, 3, 3), b=(4,))
 

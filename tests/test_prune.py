@@ -13,17 +13,16 @@ import torch
 from builders import export_module
 from click.testing import CliRunner
 from pruning_models import CLASSES, segmentation_npz, zoo_model
-from ranp_onnx.cli.main import cli
 from torch import nn
 
-from ranp_onnx import runtime
-from ranp_onnx.analyse import GraphAnalysis, analyse
-from ranp_onnx.criteria import method_names
-from ranp_onnx.data import Batch, open_data
+from ranp_onnx.analysis.shapes import analyse
+from ranp_onnx.cli.main import cli
 from ranp_onnx.errors import DataError, PlanError, UnsupportedModelError, ValidationError
-from ranp_onnx.load import load_model
-from ranp_onnx.plan import PLAN_FORMAT, PrunePlan
-from ranp_onnx.prune import (
+from ranp_onnx.ir import runtime
+from ranp_onnx.ir.graph import GraphAnalysis
+from ranp_onnx.ir.load import load_model
+from ranp_onnx.ir.save import save_model
+from ranp_onnx.pipeline import (
     PruneOptions,
     PruneResult,
     Scoring,
@@ -35,10 +34,12 @@ from ranp_onnx.prune import (
     search_max_sparsity,
     select_at,
 )
-from ranp_onnx.save import save_model
-from ranp_onnx.search import SEARCH_TOLERANCE
-from ranp_onnx.select import global_keep
-from ranp_onnx.validate import validate
+from ranp_onnx.rewrite.oracle import validate
+from ranp_onnx.scoring.data import Batch, open_data
+from ranp_onnx.selection.constraints import global_keep
+from ranp_onnx.selection.criteria import method_names
+from ranp_onnx.selection.plan import PLAN_FORMAT, PrunePlan
+from ranp_onnx.selection.search import SEARCH_TOLERANCE
 
 UNET_SHAPE = (1, 16, 16, 16)
 

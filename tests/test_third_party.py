@@ -19,14 +19,14 @@ import onnxruntime
 import pytest
 import torch
 from builders import export_module
-from ranp_onnx.exporters.export import separate_shared_initializers
 from test_torch_api_prune import check_layers_agree_with_their_tensors, train_steps
 
 from ranp_onnx import PruneOptions, prune_module, to_torch
-from ranp_onnx.analyse import analyse
-from ranp_onnx.data import Batch
+from ranp_onnx.analysis.shapes import analyse
 from ranp_onnx.errors import PlanError
-from ranp_onnx.prune import PruneResult, prune_scored, score_model
+from ranp_onnx.ops.aliases import separate_aliases
+from ranp_onnx.pipeline import PruneResult, prune_scored, score_model
+from ranp_onnx.scoring.data import Batch
 
 nets = pytest.importorskip("monai.networks.nets")
 onnxruntime.set_default_logger_severity(3)
@@ -90,7 +90,7 @@ def exported(name: str) -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:
     model = export_module(module, inputs, input_names=["input"])
     shape = (2, size, size, size) if per_voxel else (2,)
     labels = np.random.default_rng(0).integers(0, CLASSES, shape)
-    return separate_shared_initializers(model), inputs.numpy(), labels
+    return separate_aliases(model), inputs.numpy(), labels
 
 
 @pytest.mark.parametrize("name", sorted(NETWORKS))

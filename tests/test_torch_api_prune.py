@@ -18,7 +18,6 @@ import onnxruntime
 import pytest
 import torch
 import torch.nn.functional as F
-from ranp_onnx.exporters.zoo import ZOO, build_model
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 from torch_api_models import (
@@ -32,12 +31,13 @@ from torch_graph_oracle import assert_close, onnxruntime_outputs
 
 import ranp_onnx
 from ranp_onnx import PruneOptions, prune_module
-from ranp_onnx.data import Batch
 from ranp_onnx.errors import DataError, PlanError
-from ranp_onnx.torch_graph import TorchGraph
+from ranp_onnx.scoring.data import Batch
+from ranp_onnx.scoring.evaluator import TorchGraph
+from ranp_onnx.zoo.registry import ZOO, build_model
 
 onnxruntime.set_default_logger_severity(3)
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:ranp_onnx.score")
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:ranp_onnx.scoring.statistics")
 
 #: User networks: builder, input shape (batch 2), labels per voxel (True) or per sample.
 USER = {

@@ -14,9 +14,10 @@ import onnx
 import pytest
 from pruning_models import CLASSES, SMALL, segmentation_npz, zoo_model
 
-from ranp_onnx.analyse import GraphAnalysis, analyse
-from ranp_onnx.data import open_data
-from ranp_onnx.prune import PruneOptions, Scoring, prune_scored, score_model, search_max_sparsity
+from ranp_onnx.analysis.shapes import analyse
+from ranp_onnx.ir.graph import GraphAnalysis
+from ranp_onnx.pipeline import PruneOptions, Scoring, prune_scored, score_model, search_max_sparsity
+from ranp_onnx.scoring.data import open_data
 
 METHODS = ("ranp-f", "ranp-m", "vanilla", "random", "layerwise")
 SPARSITIES = (0.3, 0.5, 0.8, 0.95)
@@ -74,7 +75,7 @@ def test_zoo_model_prunes_exactly_at_every_sparsity(
 
 def test_algorithm2_ranp_f_reaches_a_higher_feasible_sparsity_than_vanilla(tmp_path: Path) -> None:
     """The paper: 98.57% (RANP) vs 78.24% (vanilla) on ShapeNet's 3D-UNet."""
-    from ranp_onnx.exporters import build_model, export_built
+    from ranp_onnx.zoo import build_model, export_built
 
     shape = (1, 16, 16, 16)
     built = build_model("unet3d-15", width_mult=0.25, input_shape=shape, classes=CLASSES)

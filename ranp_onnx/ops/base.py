@@ -20,10 +20,9 @@ from ..errors import UnsupportedModelError
 if TYPE_CHECKING:
     import torch
 
-    from ..analyse import GraphAnalysis, NodeInfo
-    from ..channel_graph import ChannelGraph
-    from ..rewrite import RewriteContext
-    from ..torch_graph import EvalContext
+    from ..ir.graph import GraphAnalysis, NodeInfo
+    from .channel_graph import ChannelGraph
+    from .contexts import EvalContext, RewriteContext
 
 
 @dataclass(frozen=True)

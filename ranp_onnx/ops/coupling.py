@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..analyse import GraphAnalysis, NodeInfo
-    from ..channel_graph import ChannelGraph, Space
+    from ..ir.graph import GraphAnalysis, NodeInfo
+    from .channel_graph import ChannelGraph, Space
 
 #: The channel axis of an activation: axis 1 of [N, C, ...] and of [N, F].
 CHANNEL_AXIS = 1

@@ -8,15 +8,14 @@ from typing import TYPE_CHECKING, ClassVar
 from ..errors import DataError, InputShapeError
 from .base import LayerGeometry, OpCost, OpRule, numel, register
 from .coupling import pass_through, per_channel
-from .evaluation import float_attribute, normalize_axis, optional, required
+from .kernels.evaluation import float_attribute, normalize_axis, optional, required
 
 if TYPE_CHECKING:
     import torch
 
-    from ..analyse import GraphAnalysis, NodeInfo
-    from ..channel_graph import ChannelGraph
-    from ..rewrite import RewriteContext
-    from ..torch_graph import EvalContext
+    from ..ir.graph import GraphAnalysis, NodeInfo
+    from .channel_graph import ChannelGraph
+    from .contexts import EvalContext, RewriteContext
 
 #: Standard FLOPs per element of a normalisation that computes its statistics at run time:
 #: mean (1), variance (3), normalise (2), affine (2).

@@ -7,15 +7,14 @@ from typing import TYPE_CHECKING
 
 from .base import OpRule, numel, register
 from .coupling import broadcast_axis, depends_on_shapes, pass_through
-from .evaluation import axes_operand, ints, normalize_axis, required
+from .kernels.evaluation import axes_operand, ints, normalize_axis, required
 
 if TYPE_CHECKING:
     import torch
 
-    from ..analyse import GraphAnalysis, NodeInfo
-    from ..channel_graph import ChannelGraph
-    from ..rewrite import RewriteContext
-    from ..torch_graph import EvalContext
+    from ..ir.graph import GraphAnalysis, NodeInfo
+    from .channel_graph import ChannelGraph
+    from .contexts import EvalContext, RewriteContext
 
 
 @register

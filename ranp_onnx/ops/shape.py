@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .base import OpRule, register
-from .evaluation import ints, normalize_axis, required, scalar, to_tensor
+from .kernels.evaluation import ints, normalize_axis, required, scalar, to_tensor
 
 if TYPE_CHECKING:
     import torch
 
-    from ..analyse import NodeInfo
-    from ..torch_graph import EvalContext
+    from ..ir.graph import NodeInfo
+    from .contexts import EvalContext
 
 
 @register

@@ -9,16 +9,15 @@ import numpy as np
 
 from .base import OpCost, OpRule, register
 from .coupling import depends_on_shapes, pass_through
-from .evaluation import ints, normalize_axis, optional, required, scalar, torch_dtype
-from .slicing import pad_tensor, slice_tensor, split_sizes
+from .kernels.evaluation import ints, normalize_axis, optional, required, scalar, torch_dtype
+from .kernels.slicing import pad_tensor, slice_tensor, split_sizes
 
 if TYPE_CHECKING:
     import torch
 
-    from ..analyse import GraphAnalysis, NodeInfo
-    from ..channel_graph import ChannelGraph
-    from ..rewrite import RewriteContext
-    from ..torch_graph import EvalContext
+    from ..ir.graph import GraphAnalysis, NodeInfo
+    from .channel_graph import ChannelGraph
+    from .contexts import EvalContext, RewriteContext
 
 
 @register

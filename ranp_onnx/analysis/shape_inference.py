@@ -1,0 +1,190 @@
+"""Node-by-node ONNX shape inference with constant folding (used by :mod:`.analyse`).
+
+Each node's output types come from its ONNX schema (``infer_node_outputs``) given its
+inputs' types and the values of its small static inputs; a node whose inputs are all
+static and small is evaluated with onnx's reference implementation instead, so the
+``Shape -> Gather -> Concat`` chains and ``Resize`` scales that exporters build become
+constants and every tensor on the data path gets a concrete shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+from onnx import numpy_helper, shape_inference
+
+from ..errors import InputShapeError, UnsupportedModelError
+from ..ops import rule_for
+
+if TYPE_CHECKING:
+    from ..ir.graph import NodeInfo
+
+#: Largest constant (in elements) whose value is computed while analysing.
+FOLD_LIMIT = 1 << 16
+
+
+def infer_node(
+    node: NodeInfo,
+    proto: onnx.NodeProto,
+    model: onnx.ModelProto,
+    types: dict[str, onnx.TypeProto],
+    values: dict[str, np.ndarray],
+    static: set[str],
+) -> None:
+    """Infer (or fold) one node's outputs into ``types``, ``values`` and ``static``."""
+    present = [name for name in node.inputs if name]
+    missing = [name for name in present if name not in types]
+    if missing:
+        raise UnsupportedModelError(
+            f"node '{node.name}' ({node.op_type}) reads '{missing[0]}', whose type is unknown"
+        )
+    if any(
+        a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in proto.attribute
+    ):
+        raise UnsupportedModelError(
+            f"node '{node.name}' ({node.op_type}) has sub-graphs: control flow is not supported"
+        )
+    rule = rule_for(node.op_type, node.domain)
+    reads_shape = rule is not None and rule.reads_shape
+    is_static = all(name in static for name in present) or reads_shape
+    folded = _fold(node, proto, model, types, values) if is_static else None
+    if folded is not None:
+        for name, value in zip(node.outputs, folded):
+            values[name] = value
+            types[name] = tensor_type(
+                onnx.helper.np_dtype_to_tensor_dtype(value.dtype), value.shape
+            )
+    else:
+        for name, type_proto in _infer_types(node, proto, model, types, values).items():
+            types[name] = type_proto
+    if is_static:
+        static.update(name for name in node.outputs if name)
+
+
+def _infer_types(
+    node: NodeInfo,
+    proto: onnx.NodeProto,
+    model: onnx.ModelProto,
+    types: dict[str, onnx.TypeProto],
+    values: dict[str, np.ndarray],
+) -> dict[str, onnx.TypeProto]:
+    version = _domain_version(model, node.domain)
+    try:
+        schema = onnx.defs.get_schema(node.op_type, version, node.domain)
+    except onnx.defs.SchemaError as error:
+        raise UnsupportedModelError(
+            f"node '{node.name}': op '{node.op_type}' (domain '{node.domain or 'ai.onnx'}', "
+            f"opset {version}) has no ONNX schema, so its shapes cannot be inferred"
+        ) from error
+    present = [name for name in node.inputs if name]
+    data = {
+        name: numpy_helper.from_array(values[name], name)
+        for name in present
+        if name in values and values[name].size <= FOLD_LIMIT
+    }
+    try:
+        return dict(
+            shape_inference.infer_node_outputs(
+                schema,
+                proto,
+                {name: types[name] for name in present},
+                data,
+                opset_imports=list(model.opset_import),
+                ir_version=min(model.ir_version, onnx.IR_VERSION),
+            )
+        )
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputShapeError(
+            f"node '{node.name}' ({node.op_type}) does not fit its input shapes "
+            f"{[_shape_text(types[n]) for n in present]}: {first}"
+        ) from error
+
+
+def _fold(
+    node: NodeInfo,
+    proto: onnx.NodeProto,
+    model: onnx.ModelProto,
+    types: dict[str, onnx.TypeProto],
+    values: dict[str, np.ndarray],
+) -> list[np.ndarray] | None:
+    """Compute a static node's outputs if they are cheap; None to fall back on inference."""
+    rule = rule_for(node.op_type, node.domain)
+    if rule is not None and rule.reads_shape:
+        shape = concrete_shape(types[node.inputs[0]])
+        value = rule.shape_value(node, shape) if shape is not None else None
+        return [value] if value is not None else None
+    if node.op_type == "Constant" and "value" in node.attributes:
+        return [np.asarray(node.attributes["value"])]
+    inputs = [name for name in node.inputs if name]
+    if any(name not in values for name in inputs):
+        return None
+    if sum(values[name].size for name in inputs) > FOLD_LIMIT:
+        return None
+    try:
+        from onnx.reference import ReferenceEvaluator
+
+        graph = onnx.helper.make_graph(
+            [proto],
+            "fold",
+            [
+                onnx.helper.make_tensor_value_info(n, types[n].tensor_type.elem_type, None)
+                for n in inputs
+            ],
+            [
+                onnx.helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None)
+                for n in node.outputs
+                if n
+            ],
+        )
+        single = onnx.helper.make_model(graph, opset_imports=list(model.opset_import))
+        single.ir_version = min(model.ir_version, onnx.IR_VERSION)
+        results = ReferenceEvaluator(single).run(None, {n: values[n] for n in inputs})
+    except Exception:
+        return None
+    outputs = [np.asarray(r) for r in results]
+    if any(o.size > FOLD_LIMIT for o in outputs) or len(outputs) != len(
+        [n for n in node.outputs if n]
+    ):
+        return None
+    return outputs
+
+
+def _domain_version(model: onnx.ModelProto, domain: str) -> int:
+    for entry in model.opset_import:
+        if entry.domain == domain or (
+            domain in ("", "ai.onnx") and entry.domain in ("", "ai.onnx")
+        ):
+            return int(entry.version)
+    return 1
+
+
+def tensor_type(elem_type: int, shape: Sequence[int]) -> onnx.TypeProto:
+    """A tensor TypeProto of a concrete shape."""
+    return onnx.helper.make_tensor_type_proto(elem_type, [int(d) for d in shape])
+
+
+def concrete_shape(type_proto: onnx.TypeProto) -> tuple[int, ...] | None:
+    """The dimensions of a TypeProto, or None if any is unknown."""
+    tensor_type = type_proto.tensor_type
+    if not tensor_type.HasField("shape"):
+        return None
+    dims = []
+    for dim in tensor_type.shape.dim:
+        if not dim.HasField("dim_value") or dim.dim_value < 0:
+            return None
+        dims.append(int(dim.dim_value))
+    return tuple(dims)
+
+
+def _shape_text(type_proto: onnx.TypeProto) -> str:
+    shape = concrete_shape(type_proto)
+    return "x".join(map(str, shape)) if shape is not None else "?"
+
+
+def numel(dims: Sequence[int]) -> int:
+    """Number of elements of ``dims`` (1 for a scalar)."""
+    return int(np.prod(list(dims), dtype=np.int64)) if len(dims) else 1

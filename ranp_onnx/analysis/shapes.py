@@ -1,0 +1,240 @@
+"""Stage 2, analyse: every tensor's shape at concrete input shapes.
+
+``analyse`` runs ONNX shape inference node by node in topological order, folding the small
+constant sub-graphs that exporters leave behind (``Shape -> Gather -> Concat`` chains,
+``Resize`` scales built by ``Concat``) so that every tensor on the data path gets a concrete
+shape. It never runs the model: a 3D-UNet at 128^3 is analysed from shapes alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from ..errors import InputShapeError, UnsupportedModelError
+from ..ir import runtime
+from ..ir.graph import GraphAnalysis, NodeInfo, TensorInfo, node_infos
+from ..ir.load import LoadedModel, load_model
+from ..ops import rule_for
+from ..ops.conv import ConvRule, ConvTransposeRule
+from .shape_inference import FOLD_LIMIT, concrete_shape, infer_node, numel, tensor_type
+
+_DIM_SEPARATOR = re.compile(r"[x,]")
+
+#: The rules of the ops that make a model prunable.
+CONVOLUTION_RULES = (ConvRule, ConvTransposeRule)
+
+
+def parse_input_shapes(specs: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """Parse ``NAME=1x1x64x64x64`` strings (``NAME=`` may be left out for a single input).
+
+    Returns:
+        Shapes keyed by input name; the key "" stands for "the only input".
+
+    Raises:
+        InputShapeError: A spec is malformed.
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
+    for spec in specs:
+        name, _, dims_text = spec.rpartition("=")
+        try:
+            dims = tuple(int(part) for part in _DIM_SEPARATOR.split(dims_text.strip()))
+        except ValueError:
+            dims = ()
+        if not dims or any(d <= 0 for d in dims):
+            raise InputShapeError(
+                f"--input-shape '{spec}': expected NAME=1x1x64x64x64 (positive integers)"
+            )
+        shapes[name.strip()] = dims
+    return shapes
+
+
+def analyse(
+    model: str | onnx.ModelProto | LoadedModel,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> GraphAnalysis:
+    """Infer every tensor's shape at concrete input shapes.
+
+    Args:
+        model: A path, ModelProto or loaded model.
+        input_shapes: Shapes for graph inputs, keyed by name ("" for the only input).
+            Needed for dynamic dimensions; fixed dimensions must match.
+
+    Returns:
+        The analysis.
+
+    Raises:
+        InputShapeError: A shape names no input, does not fit the graph, or a needed
+            dimension stays unknown.
+        UnsupportedModelError: A node has no ONNX schema or shape inference fails.
+    """
+    loaded = load_model(model)
+    graph = loaded.proto.graph
+    opset = runtime.default_opset(loaded.proto)
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    input_names = tuple(i.name for i in graph.input if i.name not in initializers)
+    concrete = _resolve_input_shapes(graph, input_names, input_shapes or {})
+
+    types: dict[str, onnx.TypeProto] = {}
+    static: set[str] = set(initializers)
+    for value in graph.input:
+        if value.name in concrete:
+            types[value.name] = tensor_type(value.type.tensor_type.elem_type, concrete[value.name])
+    for name, tensor in initializers.items():
+        types[name] = tensor_type(tensor.data_type, tuple(tensor.dims))
+
+    nodes = node_infos(graph)
+    values: dict[str, np.ndarray] = {
+        name: numpy_helper.to_array(tensor)
+        for name, tensor in initializers.items()
+        if numel(tensor.dims) <= FOLD_LIMIT
+    }
+    for node, proto in zip(nodes, graph.node):
+        infer_node(node, proto, loaded.proto, types, values, static)
+
+    tensors = {
+        name: TensorInfo(
+            name=name,
+            shape=concrete_shape(type_proto),
+            elem_type=type_proto.tensor_type.elem_type,
+            static=name in static,
+        )
+        for name, type_proto in types.items()
+    }
+    producers = {output: node for node in nodes for output in node.outputs if output}
+    consumers: dict[str, list[NodeInfo]] = {}
+    for node in nodes:
+        for name in dict.fromkeys(node.inputs):
+            if name:
+                consumers.setdefault(name, []).append(node)
+    analysis = GraphAnalysis(
+        model=loaded,
+        opset=opset,
+        nodes=tuple(nodes),
+        tensors=tensors,
+        input_names=input_names,
+        output_names=tuple(o.name for o in graph.output),
+        input_shapes=concrete,
+        _values=values,
+        _initializers=initializers,
+        _producers=producers,
+        _consumers={name: tuple(found) for name, found in consumers.items()},
+    )
+    _check_shapes_fit(analysis)
+    return analysis
+
+
+def require_convolution(graph: GraphAnalysis) -> None:
+    """Refuse a model without a convolution on its data path.
+
+    ranp-onnx is for convolutional networks: the commands call this (the library's
+    ``count_costs`` still counts any graph).
+
+    Raises:
+        UnsupportedModelError: No Conv or ConvTranspose node reads the model's inputs.
+    """
+    for node in graph.nodes:
+        rule = rule_for(node.op_type, node.domain)
+        if isinstance(rule, CONVOLUTION_RULES) and not all(
+            graph.tensors[name].static for name in node.outputs if name in graph.tensors
+        ):
+            return
+    raise UnsupportedModelError(
+        f"{graph.model.name}: the graph has no convolution (Conv or ConvTranspose) on its "
+        "data path; ranp-onnx prunes the neurons of convolutional networks"
+    )
+
+
+def _check_shapes_fit(graph: GraphAnalysis) -> None:
+    """Ask each rule to check what ONNX shape inference leaves unchecked; refuse empty tensors."""
+    for node in graph.nodes:
+        outputs = [graph.tensors[name] for name in node.outputs if name in graph.tensors]
+        if all(info.static for info in outputs):
+            continue
+        rule = rule_for(node.op_type, node.domain)
+        if rule is not None:
+            rule.check_shapes(node, graph)
+        for info in outputs:
+            if info.shape is not None and 0 in info.shape:
+                raise InputShapeError(
+                    f"node '{node.name}' ({node.op_type}) gives an empty tensor '{info.name}' "
+                    f"of shape {'x'.join(map(str, info.shape))} at input shapes "
+                    f"{_shapes_text(graph.input_shapes)}: the input is too small for the graph"
+                )
+
+
+def _resolve_input_shapes(
+    graph: onnx.GraphProto,
+    input_names: tuple[str, ...],
+    requested: Mapping[str, Sequence[int]],
+) -> dict[str, tuple[int, ...]]:
+    requested = dict(requested)
+    if "" in requested:
+        if len(input_names) != 1:
+            raise InputShapeError(
+                "--input-shape without NAME= needs a model with one input; this one has "
+                f"{len(input_names)}: {', '.join(input_names)}"
+            )
+        requested[input_names[0]] = requested.pop("")
+    unknown = sorted(set(requested) - set(input_names))
+    if unknown:
+        raise InputShapeError(
+            f"--input-shape names '{unknown[0]}', which is not an input of the model "
+            f"(inputs: {', '.join(input_names)})"
+        )
+    declared = {value.name: value for value in graph.input}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name in input_names:
+        dims = declared[name].type.tensor_type.shape.dim
+        given = requested.get(name)
+        if given is not None:
+            shapes[name] = _fit_input_shape(name, dims, tuple(int(d) for d in given))
+            continue
+        dynamic = [
+            f"{axis} ('{dim.dim_param}')" if dim.dim_param else str(axis)
+            for axis, dim in enumerate(dims)
+            if not _is_fixed(dim)
+        ]
+        if dynamic:
+            plural = "s" if len(dynamic) > 1 else ""
+            raise InputShapeError(
+                f"input '{name}' has dynamic dimension{plural} {', '.join(dynamic)}: pass "
+                f"--input-shape {name}={'x'.join(_dim_hint(d) for d in dims)}"
+            )
+        shapes[name] = tuple(int(dim.dim_value) for dim in dims)
+    return shapes
+
+
+def _is_fixed(dim: onnx.TensorShapeProto.Dimension) -> bool:
+    return dim.HasField("dim_value") and dim.dim_value > 0
+
+
+def _shapes_text(shapes: Mapping[str, Sequence[int]]) -> str:
+    return ", ".join(f"{name}={'x'.join(map(str, shape))}" for name, shape in shapes.items())
+
+
+def _fit_input_shape(
+    name: str, dims: Sequence[onnx.TensorShapeProto.Dimension], given: tuple[int, ...]
+) -> tuple[int, ...]:
+    if len(dims) != len(given):
+        raise InputShapeError(
+            f"--input-shape {name}: the model's input has {len(dims)} dimensions, "
+            f"got {len(given)} ({'x'.join(map(str, given))})"
+        )
+    for axis, (dim, value) in enumerate(zip(dims, given)):
+        if _is_fixed(dim) and dim.dim_value != value:
+            raise InputShapeError(
+                f"--input-shape {name}: dimension {axis} is fixed at {dim.dim_value} in the "
+                f"model, got {value}"
+            )
+    return given
+
+
+def _dim_hint(dim: onnx.TensorShapeProto.Dimension) -> str:
+    if _is_fixed(dim):
+        return str(dim.dim_value)
+    return f"<{dim.dim_param or '?'}>"

@@ -1,0 +1,137 @@
+"""README blocks generated from the code: the CLI reference and the supported-ops table.
+
+``python -m ranp_onnx.cli.docs`` rewrites the blocks between their marker comments in
+README.md (``<!-- cli-reference:start -->`` ... ``<!-- cli-reference:end -->``, and
+``supported-ops``); ``--check`` only reports whether they are up to date (exit 1 if not).
+A test runs the check, so the README cannot drift from ``--help`` or the op registry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from ..ops import OpRule, registered_rules
+from .main import cli
+
+#: Width the help is wrapped at in the README.
+HELP_WIDTH = 100
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def command_help(name: str | None = None) -> str:
+    """The ``--help`` text of ``ranp-onnx`` (None) or one of its commands, as the CLI shows it.
+
+    The contexts are made as the group makes them (its context settings, such as ``-h``,
+    are inherited), so the text does not depend on what ran before.
+    """
+    group = click.Context(
+        cli,
+        info_name="ranp-onnx",
+        terminal_width=HELP_WIDTH,
+        max_content_width=HELP_WIDTH,
+        **cli.context_settings,
+    )
+    if name is None:
+        return cli.get_help(group).rstrip()
+    command = cli.commands[name]
+    return command.get_help(click.Context(command, info_name=name, parent=group)).rstrip()
+
+
+def cli_reference() -> str:
+    """Markdown: the help of ``ranp-onnx`` and of every command, in registration order."""
+    parts = ["```text", command_help(), "```"]
+    for name in cli.commands:
+        parts += ["", f"#### `ranp-onnx {name}`", "", "```text", command_help(name), "```"]
+    return "\n".join(parts)
+
+
+def _overrides(rule: OpRule, method: str) -> bool:
+    return getattr(type(rule), method) is not getattr(OpRule, method)
+
+
+def _channels(rule: OpRule) -> str:
+    if "weight" in rule.initializer_roles.values():
+        return "layer: output channels are neurons"
+    return "coupled" if _overrides(rule, "couple") else "kept (no channel rule)"
+
+
+def supported_ops_table() -> str:
+    """Markdown: one row per op rule of the registry, its ops, family and channel behaviour."""
+    rows: dict[type[OpRule], list[str]] = {}
+    for domain, op_type, rule in registered_rules():
+        rows.setdefault(type(rule), []).append(f"{domain}:{op_type}" if domain else op_type)
+    lines = [
+        "| ops | family | channels | torch | rewrite | rule |",
+        "|---|---|---|---|---|---|",
+    ]
+    for rule_class, op_types in sorted(rows.items(), key=lambda item: item[1][0]):
+        rule = rule_class()
+        doc = (rule_class.__doc__ or "").strip().splitlines()[0].replace("|", "\\|")
+        lines.append(
+            f"| {', '.join(f'`{op}`' for op in op_types)} "
+            f"| {rule_class.__module__.rsplit('.', 1)[-1]} | {_channels(rule)} "
+            f"| {'yes' if _overrides(rule, 'evaluate') else 'no'} "
+            f"| {'yes' if _overrides(rule, 'rewrite') else '-'} | {doc} |"
+        )
+    count = sum(len(ops) for ops in rows.values())
+    lines += ["", f"{count} ops in {len(rows)} rules."]
+    return "\n".join(lines)
+
+
+#: Generated blocks: marker name -> generator.
+BLOCKS: dict[str, Callable[[], str]] = {
+    "cli-reference": cli_reference,
+    "supported-ops": supported_ops_table,
+}
+
+
+def _block(name: str, content: str) -> Callable[[re.Match[str]], str]:
+    """A replacement for ``re.sub``: the block with its markers (no escapes interpreted)."""
+    block = f"<!-- {name}:start -->\n{content}\n<!-- {name}:end -->"
+    return lambda _match: block
+
+
+def render_readme(text: str) -> str:
+    """Return ``text`` with every generated block replaced by its current content.
+
+    Raises:
+        ValueError: A block's markers are missing.
+    """
+    for name, generate in BLOCKS.items():
+        pattern = re.compile(rf"<!-- {name}:start -->\n.*?<!-- {name}:end -->", flags=re.DOTALL)
+        if not pattern.search(text):
+            raise ValueError(f"README has no <!-- {name}:start --> ... end block")
+        text = pattern.sub(_block(name, generate()), text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite README.md's generated blocks, or check them (``--check``)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--check", action="store_true", help="Only report drift (exit 1).")
+    arguments = parser.parse_args(argv)
+    text = arguments.readme.read_text()
+    try:
+        updated = render_readme(text)
+    except ValueError as error:
+        print(f"{arguments.readme}: {error}", file=sys.stderr)
+        return 2
+    if updated == text:
+        return 0
+    if arguments.check:
+        print(f"{arguments.readme}: generated blocks are out of date", file=sys.stderr)
+        return 1
+    arguments.readme.write_text(updated)
+    print(f"updated {arguments.readme}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""Shrink a user's torch module in place to the shapes of its pruned ONNX export.
+
+The torchscript exporter names every initializer after its torch parameter or buffer, so
+the pruned model's initializers say, by ``state_dict`` key, what each tensor becomes: its
+kept channels, or (with re-initialisation) fresh values. :func:`shrink_in_place` copies
+them into the module (new ``nn.Parameter`` objects where a shape changes) and updates the
+layer attributes that record channel counts (Conv / ConvTranspose ``in_channels``,
+``out_channels`` and ``groups``; BatchNorm / InstanceNorm ``num_features``; GroupNorm
+``num_channels``; Linear ``in_features`` / ``out_features``; PReLU ``num_parameters``).
+
+Every change goes into a :class:`ShrinkJournal` first, so a module whose forward cannot
+follow (a hard-coded channel count) is put back exactly as it was, the very same
+Parameter objects included. Whether the shrunk module is right is decided by running it,
+in :mod:`~ranp_onnx.torch_api.prune_module`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import onnx
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+from ..errors import RanpError
+
+_CONV = nn.modules.conv._ConvNd
+_NORM = nn.modules.batchnorm._NormBase  # BatchNorm*, SyncBatchNorm, InstanceNorm*
+#: Layers whose channel count only their input tells (no parameter carries it).
+_PARAMETERLESS = (_NORM, nn.GroupNorm)
+
+
+class ShrinkError(RanpError):
+    """The module cannot take the pruned shapes (the message says which tensor)."""
+
+
+@dataclass
+class ShrinkJournal:
+    """Everything :func:`shrink_in_place` changed, to undo it.
+
+    Attributes:
+        changed: ``state_dict`` keys whose tensor was replaced or overwritten.
+    """
+
+    changed: list[str] = field(default_factory=list)
+    _undo: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def set_attribute(self, owner: object, name: str, value: Any) -> None:
+        """Set ``owner.name`` (an attribute, or a parameter / buffer slot), noting the old."""
+        slots = _slots_of(owner, name)
+        if slots is not None:
+            old = slots[name]
+            self._undo.append(lambda: slots.__setitem__(name, old))
+            slots[name] = value
+            return
+        previous = getattr(owner, name)
+        if previous == value:
+            return
+        self._undo.append(lambda: setattr(owner, name, previous))
+        setattr(owner, name, value)
+
+    def overwrite(self, tensor: torch.Tensor, value: torch.Tensor) -> None:
+        """Copy ``value`` into ``tensor`` (same shape), keeping a copy of the old values."""
+        old = tensor.detach().clone()
+        self._undo.append(lambda: _copy(tensor, old))
+        _copy(tensor, value)
+
+    def restore(self) -> None:
+        """Undo every change, newest first."""
+        while self._undo:
+            self._undo.pop()()
+        self.changed.clear()
+
+
+def shrink_in_place(module: nn.Module, pruned: onnx.ModelProto) -> ShrinkJournal:
+    """Give ``module`` the shapes and values of the pruned export's initializers.
+
+    Args:
+        module: The module that was exported (with the torchscript exporter, parameter
+            names kept).
+        pruned: Its pruned export.
+
+    Returns:
+        The journal of changes (call ``restore()`` to undo them).
+
+    Raises:
+        ShrinkError: An initializer cannot become the module's tensor (rank or dtype
+            differs); the module is restored before this is raised.
+    """
+    journal = ShrinkJournal()
+    try:
+        _replace_tensors(module, pruned, journal)
+        groups = _conv_groups(pruned)
+        for name, layer in module.named_modules():
+            _update_attributes(name, layer, groups, journal)
+    except BaseException:
+        journal.restore()
+        raise
+    return journal
+
+
+@contextmanager
+def recording_input_channels(module: nn.Module) -> Iterator[dict[nn.Module, int]]:
+    """Record the input channels of parameterless norm layers while the module runs.
+
+    Their channel count (``num_features`` of a non-affine InstanceNorm, say) shows in no
+    initializer; :func:`set_parameterless_channels` applies what a forward pass saw.
+    """
+    seen: dict[nn.Module, int] = {}
+
+    def hook(layer: nn.Module, args: tuple[Any, ...]) -> None:
+        if args and isinstance(args[0], torch.Tensor) and args[0].dim() > 1:
+            seen[layer] = int(args[0].shape[1])
+
+    handles = [
+        layer.register_forward_pre_hook(hook)
+        for layer in module.modules()
+        if isinstance(layer, _PARAMETERLESS) and not _has_channel_tensors(layer)
+    ]
+    try:
+        yield seen
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def set_parameterless_channels(seen: Mapping[nn.Module, int], journal: ShrinkJournal) -> None:
+    """Set the channel attribute of each layer :func:`recording_input_channels` saw."""
+    for layer, channels in seen.items():
+        if isinstance(layer, nn.GroupNorm):
+            _set_group_norm_channels(layer, channels, journal)
+        else:
+            journal.set_attribute(layer, "num_features", channels)
+
+
+def _set_group_norm_channels(layer: nn.GroupNorm, channels: int, journal: ShrinkJournal) -> None:
+    """``num_channels``, and ``num_groups`` where every group is one channel.
+
+    One channel per group (``GroupNorm(C, C)``) normalises channels independently, so the
+    graph may prune it, and it stays one channel per group. Larger groups are pruned by
+    the graph only whole or not at all, and keep their group count.
+    """
+    if layer.num_groups == layer.num_channels:
+        journal.set_attribute(layer, "num_groups", channels)
+    journal.set_attribute(layer, "num_channels", channels)
+
+
+def _replace_tensors(module: nn.Module, pruned: onnx.ModelProto, journal: ShrinkJournal) -> None:
+    """Put every initializer's value into the parameter or buffer of that name."""
+    values = {tensor.name: tensor for tensor in pruned.graph.initializer}
+    replaced: dict[int, torch.Tensor] = {}
+    for prefix, owner in module.named_modules(remove_duplicate=False):
+        for slots in (owner._parameters, owner._buffers):
+            for name, tensor in list(slots.items()):
+                if tensor is None:
+                    continue
+                key = f"{prefix}.{name}" if prefix else name
+                if id(tensor) in replaced:  # the same tensor under another name (tied)
+                    journal.set_attribute(owner, name, replaced[id(tensor)])
+                    continue
+                if key not in values:
+                    continue
+                value = _as_tensor(values[key], tensor, key)
+                if value.shape == tensor.shape:
+                    if not torch.equal(value, tensor.detach()):
+                        journal.overwrite(tensor, value)
+                        journal.changed.append(key)
+                    continue
+                new: torch.Tensor = value
+                if isinstance(tensor, nn.Parameter):
+                    new = nn.Parameter(value, requires_grad=tensor.requires_grad)
+                replaced[id(tensor)] = new
+                journal.set_attribute(owner, name, new)
+                journal.changed.append(key)
+
+
+def _as_tensor(initializer: onnx.TensorProto, like: torch.Tensor, key: str) -> torch.Tensor:
+    array = numpy_helper.to_array(initializer)
+    if array.ndim != like.dim():
+        raise ShrinkError(
+            f"'{key}' is {list(like.shape)} in the module but {list(array.shape)} in the "
+            "pruned model"
+        )
+    try:
+        value = torch.from_numpy(array.copy())
+    except TypeError as error:
+        raise ShrinkError(f"'{key}' has a type torch cannot hold ({array.dtype})") from error
+    return value.to(device=like.device, dtype=like.dtype)
+
+
+def _conv_groups(pruned: onnx.ModelProto) -> dict[str, int]:
+    """The ``group`` attribute of every Conv / ConvTranspose, keyed by its weight's name."""
+    groups = {}
+    for node in pruned.graph.node:
+        if node.op_type in ("Conv", "ConvTranspose") and len(node.input) > 1:
+            value = next((a.i for a in node.attribute if a.name == "group"), 1)
+            groups[node.input[1]] = int(value)
+    return groups
+
+
+def _update_attributes(
+    prefix: str, layer: nn.Module, groups: Mapping[str, int], journal: ShrinkJournal
+) -> None:
+    """Make a known layer's channel attributes agree with its tensors' new shapes."""
+    weight = getattr(layer, "weight", None)
+    weight_shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else None
+    if isinstance(layer, _CONV) and weight_shape is not None:
+        key = f"{prefix}.weight" if prefix else "weight"
+        group = groups.get(key, layer.groups)
+        journal.set_attribute(layer, "groups", group)
+        if layer.transposed:
+            journal.set_attribute(layer, "in_channels", weight_shape[0])
+            journal.set_attribute(layer, "out_channels", weight_shape[1] * group)
+        else:
+            journal.set_attribute(layer, "out_channels", weight_shape[0])
+            journal.set_attribute(layer, "in_channels", weight_shape[1] * group)
+    elif isinstance(layer, _NORM):
+        size = _channel_tensor_size(layer)
+        if size is not None:
+            journal.set_attribute(layer, "num_features", size)
+    elif isinstance(layer, nn.GroupNorm) and weight_shape is not None:
+        _set_group_norm_channels(layer, weight_shape[0], journal)
+    elif isinstance(layer, nn.Linear) and weight_shape is not None:
+        journal.set_attribute(layer, "out_features", weight_shape[0])
+        journal.set_attribute(layer, "in_features", weight_shape[1])
+    elif isinstance(layer, nn.PReLU) and weight_shape is not None:
+        journal.set_attribute(layer, "num_parameters", int(weight.numel()))  # type: ignore[union-attr]
+
+
+def _channel_tensor_size(layer: nn.Module) -> int | None:
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        tensor = getattr(layer, name, None)
+        if isinstance(tensor, torch.Tensor) and tensor.dim() == 1:
+            return int(tensor.shape[0])
+    return None
+
+
+def _has_channel_tensors(layer: nn.Module) -> bool:
+    return _channel_tensor_size(layer) is not None
+
+
+def _slots_of(owner: object, name: str) -> dict[str, Any] | None:
+    if isinstance(owner, nn.Module):
+        for slots in (owner._parameters, owner._buffers):
+            if name in slots:
+                return slots
+    return None
+
+
+def _copy(tensor: torch.Tensor, value: torch.Tensor) -> None:
+    with torch.no_grad():
+        tensor.copy_(value)
