@@ -39,6 +39,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check ranp_onnx tests examples benchmarks
 	$(BIN)/ruff format --check ranp_onnx tests examples benchmarks
+	$(BIN)/lint-imports
 
 # mypy checks the package as it installs (cli/ and exporters/ under ranp_onnx), and the
 # examples against it.

@@ -48,9 +48,10 @@ def validate(model: str, arena: str) -> None:
     import time
 
     from ranp_onnx.analysis.shapes import analyse
-    from ranp_onnx.pipeline import PruneOptions, score_model, select_at
+    from ranp_onnx.pipeline import PruneOptions, score_model
     from ranp_onnx.rewrite import oracle
     from ranp_onnx.rewrite.surgery import rewrite
+    from ranp_onnx.selection.search import select_at
 
     if arena == "arena":
         plain = oracle._oracle_options
@@ -64,7 +65,7 @@ def validate(model: str, arena: str) -> None:
     graph = analyse(model)
     options = PruneOptions(method="l1", sparsity=0.8)
     scoring = score_model(graph, None, options)
-    keep = select_at(scoring, "l1", 0.8, options).keep
+    keep = select_at(scoring, "l1", 0.8, options.selection).keep
     pruned = rewrite(scoring.channels, keep)
     start = time.perf_counter()
     oracle.validate(graph, pruned, scoring.channels.kept_indices(keep))

@@ -51,10 +51,11 @@ def score_unet(model: Path, data: Path, batches: int) -> Scored:
 
 def ranp_models(scored: Scored) -> list[tuple[str, float, int, Any]]:
     """(label, sparsity, round_to, PruneResult) of every RANP-f model measured."""
-    from ranp_onnx.pipeline import PruneOptions, prune_scored, search_max_sparsity
+    from ranp_onnx.pipeline import PruneOptions, prune_scored
+    from ranp_onnx.selection.search import search_max_sparsity
 
     base = PruneOptions(method="ranp-f", lam=11.0, validate=False)
-    largest, _ = search_max_sparsity(scored.scoring, base)
+    largest, _ = search_max_sparsity(scored.scoring, base.selection)
     largest = float(np.floor(largest * 1e4) / 1e4)
     cases = [(s, 1) for s in (*SPARSITIES, largest)] + [(0.8, r) for r in ROUNDINGS]
     results = []

@@ -89,9 +89,7 @@ def _stage_times(model: Path, data: Path, out: Path, case: PipelineCase) -> dict
     lap("gradient passes")
     # score_model analysed the channels again: move that time to "channels".
     times["gradient passes"] -= times["channels"]
-    raw, scores, _ = criterion("ranp-f").select(
-        scoring.channels, scoring.stats, scoring.settings, case.sparsity, scoring.excluded
-    )
+    raw, scores, _ = criterion("ranp-f").select(scoring, options.selection, case.sparsity)
     lap("scoring")
     keep, _ = apply_constraints(scoring.channels, raw, scores, fixed=scoring.fixed)
     lap("selection")

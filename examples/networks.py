@@ -26,9 +26,9 @@ from ranp_onnx.pipeline import (
     apply_plan,
     prune_scored,
     score_model,
-    search_max_sparsity,
 )
 from ranp_onnx.scoring.data import Batch
+from ranp_onnx.selection.search import search_max_sparsity
 from ranp_onnx.zoo.export import export_built
 from ranp_onnx.zoo.registry import build_model
 
@@ -137,7 +137,7 @@ def pruned(group: str, task: Task, graph: GraphAnalysis, scoring: Scoring, **kw:
 
 def max_sparsities(task: Task, scoring: Scoring) -> dict[str, float]:
     """Algorithm 2 for every method."""
-    return {m: search_max_sparsity(scoring, options(task, m))[0] for m in METHODS}
+    return {m: search_max_sparsity(scoring, options(task, m).selection)[0] for m in METHODS}
 
 
 def higher_sparsity(task: Task, maxima: dict[str, float]) -> float:

@@ -1,4 +1,9 @@
-"""The options of ``ranp-onnx prune`` as one frozen dataclass, and their checks."""
+"""The options of ``prune``: one record for callers, one group per stage for the stages.
+
+:class:`PruneOptions` keeps the flat fields Python users and the CLI set; the pipeline
+hands each stage only its own group (:attr:`PruneOptions.scoring`,
+:attr:`PruneOptions.selection`, :attr:`PruneOptions.rewrite`).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .analysis.costs import Convention
-from .errors import PlanError
+from .rewrite.options import RewriteOptions
 from .rewrite.oracle import DEFAULT_TOLERANCE
-from .selection.criteria import GROUP_REDUCTIONS, criterion
-from .selection.importance import IMPORTANCES
+from .scoring.options import ScoringOptions
+from .selection.options import DEFAULT_LAMBDA, SelectionOptions
+from .selection.search import check_selection
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ class PruneOptions:
     target_flops: float | None = None
     target_memory: float | None = None
     importance: str = "mpmg-sum"
-    lam: float = 11.0
+    lam: float = DEFAULT_LAMBDA
     group_reduction: str = "mean"
     seed: int = 0
     min_channels: int = 1
@@ -64,6 +70,47 @@ class PruneOptions:
     reinit: bool = False
     memory_check: bool = True
 
+    @property
+    def scoring(self) -> ScoringOptions:
+        """The scoring stage's options."""
+        return ScoringOptions(
+            loss=self.loss,
+            ignore_index=self.ignore_index,
+            device=self.device,
+            batchnorm=self.batchnorm,
+            memory_check=self.memory_check,
+        )
+
+    @property
+    def selection(self) -> SelectionOptions:
+        """The selection stage's options."""
+        return SelectionOptions(
+            method=self.method,
+            sparsity=self.sparsity,
+            target_flops=self.target_flops,
+            target_memory=self.target_memory,
+            importance=self.importance,
+            lam=self.lam,
+            group_reduction=self.group_reduction,
+            seed=self.seed,
+            min_channels=self.min_channels,
+            round_to=self.round_to,
+            keep=self.keep,
+            ignore=self.ignore,
+            convention=self.convention,
+        )
+
+    @property
+    def rewrite(self) -> RewriteOptions:
+        """The rewrite stage's options."""
+        return RewriteOptions(
+            validate=self.validate,
+            tolerance=self.tolerance,
+            device=self.device,
+            reinit=self.reinit,
+            seed=self.seed,
+        )
+
     def settings(self) -> dict[str, Any]:
         """The options as plain JSON data, for plans."""
         return {
@@ -76,24 +123,7 @@ def check_options(options: PruneOptions) -> None:
     """Refuse options that contradict each other or are out of range.
 
     Raises:
-        PlanError: Zero or several of sparsity / target_flops / target_memory, or a value
-            out of range.
+        PlanError: Zero or several of sparsity / target_flops / target_memory, a value
+            out of range, or an unknown method; the message names the parameter.
     """
-    targets = [options.sparsity, options.target_flops, options.target_memory]
-    if sum(value is not None for value in targets) != 1:
-        raise PlanError("give exactly one of --sparsity, --target-flops and --target-memory")
-    if options.sparsity is not None and not 0 <= options.sparsity < 1:
-        raise PlanError(f"--sparsity {options.sparsity}: must be in [0, 1)")
-    for name, value in (
-        ("--target-flops", options.target_flops),
-        ("--target-memory", options.target_memory),
-    ):
-        if value is not None and not 0 < value <= 1:
-            raise PlanError(f"{name} {value}: must be in (0, 1]")
-    if options.min_channels < 1 or options.round_to < 1:
-        raise PlanError("--min-channels and --round-to must be at least 1")
-    if options.importance not in IMPORTANCES:
-        raise PlanError(f"unknown importance '{options.importance}'")
-    if options.group_reduction not in GROUP_REDUCTIONS:
-        raise PlanError(f"unknown group reduction '{options.group_reduction}'")
-    criterion(options.method)
+    check_selection(options.selection)

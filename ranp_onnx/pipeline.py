@@ -1,15 +1,14 @@
-"""The pruning pipeline: load -> analyse -> score -> select -> rewrite -> validate -> report.
+"""The pruning pipeline, wiring only: analysis -> scoring -> selection -> rewrite.
 
-Only wiring lives here; every step is a stage module. :func:`prune` prunes at a sparsity or
-a resource budget; it is :func:`score_model` (the gradient passes) followed by
-:func:`prune_scored` (select, rewrite, validate), so that sweeps over methods and sparsities
-score once. :func:`search_max_sparsity` is the paper's Algorithm 2 and :func:`apply_plan`
-re-applies a saved plan. The bisections live in :mod:`ranp_onnx.selection.search`.
+:func:`prune` prunes at a sparsity or a resource budget; it is :func:`score_model` (the
+gradient passes) followed by :func:`prune_scored` (select, rewrite, validate), so that
+sweeps over methods and sparsities score once. :func:`apply_plan` re-applies a saved
+plan. Every step is a function of a stage subpackage, and each stage gets only its own
+group of the options (:class:`~ranp_onnx.options.PruneOptions`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,21 +16,33 @@ from typing import Any
 import numpy as np
 import onnx
 
-from .analysis.channels import ChannelAnalysis, analyse_channels, pruned_shapes
-from .analysis.costs import Convention, CostReport, count_costs
+from .analysis.channels import ChannelAnalysis, analyse_channels
+from .analysis.costs import CostReport, count_costs
 from .analysis.shapes import analyse, require_convolution
 from .errors import PlanError
 from .ir.graph import GraphAnalysis
 from .ir.load import LoadedModel
 from .options import PruneOptions, check_options
+from .progress import Progress
+from .rewrite.options import RewriteOptions
 from .rewrite.oracle import ValidationResult, validate
 from .rewrite.surgery import rewrite
 from .scoring.data import Batch
-from .scoring.statistics import GradientStatistics, Progress, accumulate_gradients, layer_weights
-from .selection.constraints import Selection, apply_constraints
-from .selection.criteria import CriterionSettings, criterion
+from .scoring.statistics import Scoring, accumulate_gradients, weight_statistics
+from .selection.constraints import Selection
+from .selection.criteria import criterion
 from .selection.plan import PrunePlan, build_plan, keep_from_plan
-from .selection.search import highest_accepted, lowest_accepted
+from .selection.search import select_at, select_for_budget
+
+__all__ = [
+    "PruneOptions",
+    "PruneResult",
+    "Scoring",
+    "apply_plan",
+    "prune",
+    "prune_scored",
+    "score_model",
+]
 
 
 @dataclass(frozen=True)
@@ -55,17 +66,6 @@ class PruneResult:
     validation: ValidationResult | None
 
 
-@dataclass(frozen=True)
-class Scoring:
-    """A model's channel groups and scoring statistics: all a selection needs."""
-
-    channels: ChannelAnalysis
-    stats: GradientStatistics
-    settings: CriterionSettings
-    excluded: np.ndarray
-    fixed: np.ndarray
-
-
 def score_model(
     graph: GraphAnalysis,
     data: Iterable[Batch] | None,
@@ -84,152 +84,33 @@ def score_model(
     """
     require_convolution(graph)
     channels = analyse_channels(graph)
-    _require_prunable(channels)
-    method = criterion(options.method)
-    ignored = _layer_flags(channels, options.ignore, "--ignore")
-    kept_whole = _layer_flags(channels, options.keep, "--keep")
-    if method.needs_gradients:
+    channels.require_prunable()
+    ignored = channels.layer_flags(options.ignore, "ignore")
+    kept_whole = channels.layer_flags(options.keep, "keep")
+    if criterion(options.method).needs_gradients:
         if data is None:
-            raise PlanError(f"--method {options.method} needs --data")
+            raise PlanError(f"`method` {options.method} needs `data`")
+        scoring = options.scoring
         stats = accumulate_gradients(
             channels,
             data,
-            options.loss,
-            ignore_index=options.ignore_index,
-            device=options.device,
-            batchnorm=options.batchnorm,
+            scoring.loss,
+            ignore_index=scoring.ignore_index,
+            device=scoring.device,
+            batchnorm=scoring.batchnorm,
             total=total_batches,
             progress=progress,
-            memory_check=options.memory_check,
+            memory_check=scoring.memory_check,
         )
     else:
-        weights = layer_weights(channels)
-        empty = tuple(np.zeros_like(w) for w in weights)
-        stats = GradientStatistics(
-            0, empty, empty, tuple(np.zeros(w.shape[0]) for w in weights), weights, 0.0
-        )
-    settings = CriterionSettings(
-        importance=options.importance,
-        lam=options.lam,
-        group_reduction=options.group_reduction,
-        seed=options.seed,
-        ignored=tuple(bool(flag) for flag in ignored),
-    )
+        stats = weight_statistics(channels)
     return Scoring(
         channels=channels,
         stats=stats,
-        settings=settings,
-        excluded=_units_of(channels, ignored),
-        fixed=_fixed_units(channels) | _units_of(channels, ignored | kept_whole),
+        ignored=tuple(bool(flag) for flag in ignored),
+        excluded=channels.units_of(ignored),
+        fixed=channels.fixed_units() | channels.units_of(ignored | kept_whole),
     )
-
-
-def select_at(scoring: Scoring, method: str, sparsity: float, options: PruneOptions) -> Selection:
-    """Select at one sparsity and apply the constraints.
-
-    The criterion settings (importance, lambda, group reduction, seed) come from
-    ``options``; the layers kept whole or ignored from the scoring.
-    """
-    settings = dataclasses.replace(
-        scoring.settings,
-        importance=options.importance,
-        lam=options.lam,
-        group_reduction=options.group_reduction,
-        seed=options.seed,
-    )
-    raw, scores, threshold = criterion(method).select(
-        scoring.channels, scoring.stats, settings, sparsity, scoring.excluded
-    )
-    keep, emptied = apply_constraints(
-        scoring.channels,
-        raw,
-        scores,
-        fixed=scoring.fixed,
-        min_channels=options.min_channels,
-        round_to=options.round_to,
-    )
-    return Selection(keep=keep, emptied_groups=emptied, threshold=threshold, scores=scores)
-
-
-def predicted_costs(scoring: Scoring, keep: np.ndarray, convention: Convention) -> CostReport:
-    """Costs of the model the selection would produce, counted from shapes alone."""
-    return count_costs(pruned_shapes(scoring.channels, keep), convention)
-
-
-def select_for_budget(
-    scoring: Scoring,
-    options: PruneOptions,
-    full: CostReport,
-    *,
-    progress: Progress | None = None,
-) -> tuple[float, Selection]:
-    """Find the lowest sparsity that meets ``target_flops`` / ``target_memory`` (bisection).
-
-    Achieved costs never increase with the sparsity (see :mod:`ranp_onnx.selection.constraints`), so
-    bisection finds the least pruning that fits the budget.
-
-    Args:
-        scoring: The scored model.
-        options: The budget and the selection options.
-        full: The full model's costs.
-        progress: Called after each bisection step with (steps done, steps in total).
-
-    Raises:
-        PlanError: Even the highest sparsity misses the budget.
-    """
-    metric, target, option = (
-        ("flops", options.target_flops, "--target-flops")
-        if options.target_flops is not None
-        else ("memory_mb", options.target_memory, "--target-memory")
-    )
-    assert target is not None
-    full_value = float(getattr(full.totals, metric))
-
-    def cost(selection: Selection) -> float:
-        totals = predicted_costs(scoring, selection.keep, options.convention).totals
-        return float(getattr(totals, metric))
-
-    found = lowest_accepted(
-        lambda sparsity: select_at(scoring, options.method, sparsity, options),
-        lambda selection: cost(selection) <= target * full_value * (1 + 1e-12),
-        progress=progress,
-    )
-    if found is None:
-        smallest = cost(select_at(scoring, options.method, 1.0, options))
-        raise PlanError(
-            f"{option} {target}: not reachable with --method {options.method}; the smallest "
-            f"model it can make keeps {smallest / full_value:.4f} of the full model"
-        )
-    return found
-
-
-def search_max_sparsity(
-    scoring: Scoring, options: PruneOptions, *, progress: Progress | None = None
-) -> tuple[float, Selection]:
-    """The paper's Algorithm 2: the largest sparsity at which the ranking empties no layer.
-
-    Bisects [0, 1] until the interval is below :data:`~ranp_onnx.selection.search.SEARCH_TOLERANCE`.
-
-    Args:
-        scoring: The scored model.
-        options: The method and the selection options.
-        progress: Called after each bisection step with (steps done, steps in total).
-
-    Returns:
-        The largest feasible sparsity found and its selection.
-    """
-    return highest_accepted(
-        lambda sparsity: select_at(scoring, options.method, sparsity, options),
-        lambda selection: selection.feasible,
-        progress=progress,
-    )
-
-
-def _analysed(
-    model: str | onnx.ModelProto | LoadedModel | GraphAnalysis,
-    input_shapes: Mapping[str, Sequence[int]] | None,
-) -> GraphAnalysis:
-    return model if isinstance(model, GraphAnalysis) else analyse(model, input_shapes)
 
 
 def prune(
@@ -281,38 +162,21 @@ def prune_scored(
         progress: Called after each step of a budget search.
     """
     check_options(options)
-    if criterion(options.method).needs_gradients and scoring.stats.batches == 0:
-        raise PlanError(f"--method {options.method} needs --data")
-    before = count_costs(graph, options.convention)
-    if options.sparsity is not None:
-        sparsity = options.sparsity
-        selection = select_at(scoring, options.method, sparsity, options)
+    selecting = options.selection
+    if criterion(selecting.method).needs_gradients and scoring.stats.batches == 0:
+        raise PlanError(f"`method` {selecting.method} needs `data`")
+    before = count_costs(graph, selecting.convention)
+    if selecting.sparsity is not None:
+        sparsity = selecting.sparsity
+        selection = select_at(scoring, selecting.method, sparsity, selecting)
     else:
-        sparsity, selection = select_for_budget(scoring, options, before, progress=progress)
+        sparsity, selection = select_for_budget(scoring, selecting, before, progress=progress)
     if not scoring.channels.kept_indices(selection.keep):
         raise PlanError(_nothing_removed(options, sparsity, scoring))
     settings = {**options.settings(), "sparsity": sparsity}
     if scoring.stats.device:
         settings["scored_on"] = scoring.stats.device
-    return _finish(graph, scoring.channels, selection, options, settings, before)
-
-
-def _nothing_removed(options: PruneOptions, sparsity: float, scoring: Scoring) -> str:
-    if options.sparsity is None:
-        return "nothing to remove: the full model already meets the budget"
-    method = criterion(options.method)
-    neurons = scoring.channels.unit_neurons
-    fixed = neurons[scoring.fixed].sum() / max(int(neurons.sum()), 1)
-    why = (
-        f"; {fixed:.0%} of the neurons are in layers kept whole (`ranp-onnx explain` says why), "
-        "and the ranking put them lowest"
-        if fixed > 0.05
-        else ""
-    )
-    return (
-        f"nothing to remove: --method {options.method} at --sparsity {sparsity:g} (a fraction "
-        f"of the {method.sparsity_of}) keeps every channel{why}; raise --sparsity"
-    )
+    return _finish(graph, scoring.channels, selection, options.rewrite, settings, before)
 
 
 def apply_plan(
@@ -333,14 +197,39 @@ def apply_plan(
     )
     before = count_costs(graph, options.convention)
     settings = {**plan.settings, "applied_from": plan.model}
-    return _finish(graph, channels, selection, options, settings, before)
+    return _finish(graph, channels, selection, options.rewrite, settings, before)
+
+
+def _analysed(
+    model: str | onnx.ModelProto | LoadedModel | GraphAnalysis,
+    input_shapes: Mapping[str, Sequence[int]] | None,
+) -> GraphAnalysis:
+    return model if isinstance(model, GraphAnalysis) else analyse(model, input_shapes)
+
+
+def _nothing_removed(options: PruneOptions, sparsity: float, scoring: Scoring) -> str:
+    if options.sparsity is None:
+        return "nothing to remove: the full model already meets the budget"
+    method = criterion(options.method)
+    neurons = scoring.channels.unit_neurons
+    fixed = neurons[scoring.fixed].sum() / max(int(neurons.sum()), 1)
+    why = (
+        f"; {fixed:.0%} of the neurons are in layers kept whole (`ranp-onnx explain` says why), "
+        "and the ranking put them lowest"
+        if fixed > 0.05
+        else ""
+    )
+    return (
+        f"nothing to remove: `method` {options.method} at `sparsity` {sparsity:g} (a fraction "
+        f"of the {method.sparsity_of}) keeps every channel{why}; raise `sparsity`"
+    )
 
 
 def _finish(
     graph: GraphAnalysis,
     channels: ChannelAnalysis,
     selection: Selection,
-    options: PruneOptions,
+    options: RewriteOptions,
     settings: Mapping[str, Any],
     before: CostReport,
 ) -> PruneResult:
@@ -355,7 +244,7 @@ def _finish(
         from .rewrite.reinit import reinitialize
 
         pruned = reinitialize(pruned, seed=options.seed)
-    after = count_costs(analyse(pruned, graph.input_shapes), options.convention)
+    after = count_costs(analyse(pruned, graph.input_shapes), before.convention)
     plan = build_plan(
         channels, selection.keep, selection.scores, settings=settings, before=before, after=after
     )
@@ -367,39 +256,3 @@ def _finish(
         selection=selection,
         validation=validation,
     )
-
-
-def _layer_flags(channels: ChannelAnalysis, names: Sequence[str], option: str) -> np.ndarray:
-    flags = np.zeros(len(channels.layers), dtype=bool)
-    for name in names:
-        matches = [
-            i for i, layer in enumerate(channels.layers) if name in (layer.node, layer.weight)
-        ]
-        if not matches:
-            raise PlanError(f"{option} {name}: no scored layer has that node or weight name")
-        flags[matches] = True
-    return flags
-
-
-def _units_of(channels: ChannelAnalysis, layer_flags: np.ndarray) -> np.ndarray:
-    units = np.zeros(channels.unit_count, dtype=bool)
-    for layer, flag in zip(channels.layers, layer_flags):
-        if flag:
-            units[layer.units] = True
-    return units
-
-
-def _require_prunable(channels: ChannelAnalysis) -> None:
-    """Refuse a model whose every channel group must be kept whole, with the reasons."""
-    if any(group.prunable for group in channels.groups):
-        return
-    reasons = sorted({str(group.reason) for group in channels.groups})
-    raise PlanError(f"nothing to prune: every layer must be kept whole ({'; '.join(reasons)})")
-
-
-def _fixed_units(channels: ChannelAnalysis) -> np.ndarray:
-    fixed = np.array([bool(reason) for reason in channels.unit_fixed_reason])
-    for group in channels.groups:
-        if not group.prunable:
-            fixed[group.units] = True
-    return fixed

@@ -129,7 +129,7 @@ def test_dynamic_dimension_without_shape_names_input_axis_and_dim_param() -> Non
     message = str(raised.value)
     assert "input 'x'" in message
     assert "dimension 0 ('N')" in message
-    assert "--input-shape x=<N>x2x16x16x16" in message
+    assert "`input_shapes` x=<N>x2x16x16x16" in message
 
 
 def test_torchscript_dynamic_axes_are_all_named() -> None:
@@ -144,7 +144,7 @@ def test_torchscript_dynamic_axes_are_all_named() -> None:
         analyse(model)
     assert str(raised.value) == (
         "input 'volume' has dynamic dimensions 0 ('batch'), 2 ('depth'): pass "
-        "--input-shape volume=<batch>x1x<depth>x5x5"
+        "`input_shapes` volume=<batch>x1x<depth>x5x5"
     )
     graph = analyse(model, parse_input_shapes(["volume=2x1x7x5x5"]))
     relu = graph.nodes[-1]

@@ -140,7 +140,7 @@ def test_keep_and_ignore_are_reasons_and_unknown_names_are_refused() -> None:
     reasons = {layer.node: layer.reasons for layer in explanation.layers}
     assert reasons["c1"] == ("kept whole by --keep 'c1'",)
     assert reasons["c2"] == ("left out by --ignore 'c2'",)
-    with pytest.raises(PlanError, match="--keep nope: no scored layer"):
+    with pytest.raises(PlanError, match="`keep` nope: no scored layer"):
         explain(graph, keep=["nope"])
 
 

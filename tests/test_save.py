@@ -107,7 +107,7 @@ def test_output_that_exists_needs_force(tmp_path: Path) -> None:
     target.write_bytes(b"x")
     with pytest.raises(OutputExistsError) as raised:
         check_output_path(target, force=False)
-    assert str(raised.value) == f"{target} exists; pass --force to overwrite it"
+    assert str(raised.value) == f"{target} exists; pass `force` to overwrite it"
     assert raised.value.exit_code == 1
     assert check_output_path(target, force=True) == target
     assert target.read_bytes() == b"x"  # checking writes nothing

@@ -16,8 +16,9 @@ from pruning_models import CLASSES, SMALL, segmentation_npz, zoo_model
 
 from ranp_onnx.analysis.shapes import analyse
 from ranp_onnx.ir.graph import GraphAnalysis
-from ranp_onnx.pipeline import PruneOptions, Scoring, prune_scored, score_model, search_max_sparsity
+from ranp_onnx.pipeline import PruneOptions, Scoring, prune_scored, score_model
 from ranp_onnx.scoring.data import open_data
+from ranp_onnx.selection.search import search_max_sparsity
 
 METHODS = ("ranp-f", "ranp-m", "vanilla", "random", "layerwise")
 SPARSITIES = (0.3, 0.5, 0.8, 0.95)
@@ -84,7 +85,7 @@ def test_algorithm2_ranp_f_reaches_a_higher_feasible_sparsity_than_vanilla(tmp_p
     data = open_data(path, graph, ignore_index=255)
     scoring = score_model(graph, data, PruneOptions(method="vanilla", ignore_index=255))
     found = {
-        method: search_max_sparsity(scoring, PruneOptions(method=method))
+        method: search_max_sparsity(scoring, PruneOptions(method=method).selection)
         for method in ("vanilla", "ranp-f")
     }
     for _, selection in found.values():

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import UnsupportedModelError
+from ..errors import PlanError, UnsupportedModelError
 from ..ir.graph import GraphAnalysis, TensorInfo
 from ..ops import rule_for
 from ..ops.channel_graph import ChannelGraph
@@ -147,6 +147,51 @@ class ChannelAnalysis:
             if not flags.all():
                 kept[key] = np.flatnonzero(flags)
         return kept
+
+    def layer_flags(self, names: Sequence[str], parameter: str) -> np.ndarray:
+        """Per scored layer, True if one of ``names`` is its node or weight name.
+
+        Raises:
+            PlanError: A name matches no scored layer; the message names ``parameter``.
+        """
+        flags = np.zeros(len(self.layers), dtype=bool)
+        for name in names:
+            matches = [
+                i for i, layer in enumerate(self.layers) if name in (layer.node, layer.weight)
+            ]
+            if not matches:
+                raise PlanError(
+                    f"`{parameter}` {name}: no scored layer has that node or weight name"
+                )
+            flags[matches] = True
+        return flags
+
+    def units_of(self, layer_flags: np.ndarray) -> np.ndarray:
+        """Per unit, True if it holds a neuron of a flagged layer."""
+        units = np.zeros(self.unit_count, dtype=bool)
+        for layer, flag in zip(self.layers, layer_flags):
+            if flag:
+                units[layer.units] = True
+        return units
+
+    def fixed_units(self) -> np.ndarray:
+        """Per unit, True if it can never be removed (a fixed unit, or its group kept whole)."""
+        fixed = np.array([bool(reason) for reason in self.unit_fixed_reason])
+        for group in self.groups:
+            if not group.prunable:
+                fixed[group.units] = True
+        return fixed
+
+    def require_prunable(self) -> None:
+        """Refuse a model whose every channel group must be kept whole, with the reasons.
+
+        Raises:
+            PlanError: No group is prunable.
+        """
+        if any(group.prunable for group in self.groups):
+            return
+        reasons = sorted({str(group.reason) for group in self.groups})
+        raise PlanError(f"nothing to prune: every layer must be kept whole ({'; '.join(reasons)})")
 
 
 def pruned_shapes(channels: ChannelAnalysis, keep: np.ndarray) -> GraphAnalysis:

@@ -23,25 +23,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import onnx
 
-from ..ir.graph import GraphAnalysis, NodeInfo
+from ..ir.graph import FLOAT_TYPES, GraphAnalysis, NodeInfo
+from ..ir.units import MB
 from ..ops import LayerGeometry, OpCost, OpRule, rule_for
 
 Convention = Literal["standard", "ranp-paper"]
 CONVENTIONS: tuple[Convention, ...] = ("standard", "ranp-paper")
-MB = float(1 << 20)
 #: Bytes per element in the reference counter's memory and parameter figures.
 PAPER_BYTES = 4
-
-_FLOAT_TYPES = frozenset(
-    {
-        onnx.TensorProto.FLOAT,
-        onnx.TensorProto.FLOAT16,
-        onnx.TensorProto.BFLOAT16,
-        onnx.TensorProto.DOUBLE,
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -272,7 +262,7 @@ def parameter_source(graph: GraphAnalysis, name: str) -> str | None:
     """
     while True:
         info = graph.tensors.get(name) if name else None
-        if info is None or not info.static or info.elem_type not in _FLOAT_TYPES:
+        if info is None or not info.static or info.elem_type not in FLOAT_TYPES:
             return None
         if graph.is_initializer(name):
             return name

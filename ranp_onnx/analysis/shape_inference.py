@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
-from ..errors import InputShapeError, UnsupportedModelError
+from ..errors import InputShapeError, UnsupportedModelError, first_line
 from ..ops import rule_for
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def _infer_types(
             )
         )
     except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         raise InputShapeError(
             f"node '{node.name}' ({node.op_type}) does not fit its input shapes "
             f"{[_shape_text(types[n]) for n in present]}: {first}"
@@ -183,8 +183,3 @@ def concrete_shape(type_proto: onnx.TypeProto) -> tuple[int, ...] | None:
 def _shape_text(type_proto: onnx.TypeProto) -> str:
     shape = concrete_shape(type_proto)
     return "x".join(map(str, shape)) if shape is not None else "?"
-
-
-def numel(dims: Sequence[int]) -> int:
-    """Number of elements of ``dims`` (1 for a scalar)."""
-    return int(np.prod(list(dims), dtype=np.int64)) if len(dims) else 1

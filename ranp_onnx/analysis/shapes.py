@@ -17,16 +17,12 @@ from onnx import numpy_helper
 
 from ..errors import InputShapeError, UnsupportedModelError
 from ..ir import runtime
-from ..ir.graph import GraphAnalysis, NodeInfo, TensorInfo, node_infos
+from ..ir.graph import GraphAnalysis, NodeInfo, TensorInfo, node_infos, numel
 from ..ir.load import LoadedModel, load_model
 from ..ops import rule_for
-from ..ops.conv import ConvRule, ConvTransposeRule
-from .shape_inference import FOLD_LIMIT, concrete_shape, infer_node, numel, tensor_type
+from .shape_inference import FOLD_LIMIT, concrete_shape, infer_node, tensor_type
 
 _DIM_SEPARATOR = re.compile(r"[x,]")
-
-#: The rules of the ops that make a model prunable.
-CONVOLUTION_RULES = (ConvRule, ConvTransposeRule)
 
 
 def parse_input_shapes(specs: Sequence[str]) -> dict[str, tuple[int, ...]]:
@@ -47,7 +43,7 @@ def parse_input_shapes(specs: Sequence[str]) -> dict[str, tuple[int, ...]]:
             dims = ()
         if not dims or any(d <= 0 for d in dims):
             raise InputShapeError(
-                f"--input-shape '{spec}': expected NAME=1x1x64x64x64 (positive integers)"
+                f"`input_shapes` '{spec}': expected NAME=1x1x64x64x64 (positive integers)"
             )
         shapes[name.strip()] = dims
     return shapes
@@ -139,8 +135,12 @@ def require_convolution(graph: GraphAnalysis) -> None:
     """
     for node in graph.nodes:
         rule = rule_for(node.op_type, node.domain)
-        if isinstance(rule, CONVOLUTION_RULES) and not all(
-            graph.tensors[name].static for name in node.outputs if name in graph.tensors
+        if (
+            rule is not None
+            and rule.is_convolution
+            and not all(
+                graph.tensors[name].static for name in node.outputs if name in graph.tensors
+            )
         ):
             return
     raise UnsupportedModelError(
@@ -176,14 +176,14 @@ def _resolve_input_shapes(
     if "" in requested:
         if len(input_names) != 1:
             raise InputShapeError(
-                "--input-shape without NAME= needs a model with one input; this one has "
+                "`input_shapes` without NAME= needs a model with one input; this one has "
                 f"{len(input_names)}: {', '.join(input_names)}"
             )
         requested[input_names[0]] = requested.pop("")
     unknown = sorted(set(requested) - set(input_names))
     if unknown:
         raise InputShapeError(
-            f"--input-shape names '{unknown[0]}', which is not an input of the model "
+            f"`input_shapes` names '{unknown[0]}', which is not an input of the model "
             f"(inputs: {', '.join(input_names)})"
         )
     declared = {value.name: value for value in graph.input}
@@ -203,7 +203,7 @@ def _resolve_input_shapes(
             plural = "s" if len(dynamic) > 1 else ""
             raise InputShapeError(
                 f"input '{name}' has dynamic dimension{plural} {', '.join(dynamic)}: pass "
-                f"--input-shape {name}={'x'.join(_dim_hint(d) for d in dims)}"
+                f"`input_shapes` {name}={'x'.join(_dim_hint(d) for d in dims)}"
             )
         shapes[name] = tuple(int(dim.dim_value) for dim in dims)
     return shapes
@@ -222,13 +222,13 @@ def _fit_input_shape(
 ) -> tuple[int, ...]:
     if len(dims) != len(given):
         raise InputShapeError(
-            f"--input-shape {name}: the model's input has {len(dims)} dimensions, "
+            f"`input_shapes` {name}: the model's input has {len(dims)} dimensions, "
             f"got {len(given)} ({'x'.join(map(str, given))})"
         )
     for axis, (dim, value) in enumerate(zip(dims, given)):
         if _is_fixed(dim) and dim.dim_value != value:
             raise InputShapeError(
-                f"--input-shape {name}: dimension {axis} is fixed at {dim.dim_value} in the "
+                f"`input_shapes` {name}: dimension {axis} is fixed at {dim.dim_value} in the "
                 f"model, got {value}"
             )
     return given

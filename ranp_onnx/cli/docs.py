@@ -56,7 +56,7 @@ def _overrides(rule: OpRule, method: str) -> bool:
 
 
 def _channels(rule: OpRule) -> str:
-    if "weight" in rule.initializer_roles.values():
+    if rule.weight_input is not None:
         return "layer: output channels are neurons"
     return "coupled" if _overrides(rule, "couple") else "kept (no channel rule)"
 

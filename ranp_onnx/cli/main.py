@@ -7,6 +7,7 @@ impossible request), 2 usage (an unknown option, a bad option value), 3 validati
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -43,7 +44,7 @@ class RanpGroup(click.Group):
         try:
             result = super().main(args, prog_name, standalone_mode=False, **extra)
         except RanpError as error:
-            click.echo(f"error: {_one_line(str(error))}", err=True)
+            click.echo(f"error: {_one_line(self.as_flags(str(error)))}", err=True)
             sys.exit(error.exit_code)
         except click.exceptions.Exit as done:
             sys.exit(done.exit_code)
@@ -59,6 +60,25 @@ class RanpGroup(click.Group):
             click.echo(f"error: {_one_line(str(error))}", err=True)
             sys.exit(1)
         return result
+
+    def as_flags(self, message: str) -> str:
+        """Name the library's parameters (`` `min_channels` ``) by their flags (``--min-channels``).
+
+        Library errors name the Python parameter in backquotes; every option of every
+        command maps its parameter name to its flag. Other backquoted text stays as it is.
+        """
+        flags = dict(_FLAG_OF_PARAMETER)
+        for command in self.commands.values():
+            for param in command.params:
+                if isinstance(param, click.Option) and param.name:
+                    flags.setdefault(param.name, max(param.opts, key=len))
+        return _PARAMETER.sub(lambda m: flags.get(m.group(1), m.group(0)), message)
+
+
+#: Library parameters whose flag is not named after them.
+_FLAG_OF_PARAMETER = {"memory_check": "--no-memory-check"}
+#: A parameter name in backquotes, as library errors write it.
+_PARAMETER = re.compile(r"`([a-z_]+)`")
 
 
 def _one_line(message: str) -> str:

@@ -8,12 +8,9 @@ from typing import Any, TypeVar
 import click
 
 from ..analysis.costs import CONVENTIONS
-from ..ir.graph import GraphAnalysis
-from ..selection.criteria import DEFAULT_LAMBDA, GROUP_REDUCTIONS, LAMBDA_BY_PRESET, method_names
+from ..selection.criteria import method_names
 from ..selection.importance import IMPORTANCES
-
-#: Metadata key ``ranp-onnx export`` writes: the dataset preset (sets RANP's lambda).
-PRESET_KEY = "ranp_onnx.preset"
+from ..selection.options import GROUP_REDUCTIONS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,14 +49,6 @@ def tolerance_option(function: F) -> F:
 def json_option(function: F) -> F:
     """``--json``: machine-readable output on stdout."""
     return click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")(function)
-
-
-def default_lambda(graph: GraphAnalysis) -> float:
-    """RANP's lambda for the model's preset (11 / 15 / 80), else 11."""
-    for entry in graph.model.proto.metadata_props:
-        if entry.key == PRESET_KEY:
-            return LAMBDA_BY_PRESET.get(entry.value, DEFAULT_LAMBDA)
-    return DEFAULT_LAMBDA
 
 
 def _apply(function: F, decorators: list[Callable[[F], F]]) -> F:

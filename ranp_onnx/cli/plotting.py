@@ -13,7 +13,7 @@ from ..ir.graph import GraphAnalysis
 from ..ir.save import check_output_path
 from ..pipeline import PruneOptions, PruneResult, Scoring, score_model
 from ..reporting.plots import PlotData, import_pyplot, plot_data, render_plots
-from .options import default_lambda
+from ..selection.criteria import default_lambda
 
 
 def check_plot_path(
@@ -64,9 +64,10 @@ def write_plot(data: PlotData, path: Path | None, *, quiet: bool) -> None:
 
 
 def prune_figure(
-    graph: GraphAnalysis, scoring: Scoring, result: PruneResult, method: str
+    graph: GraphAnalysis, scoring: Scoring, result: PruneResult, options: PruneOptions
 ) -> PlotData:
     """The figure of ``prune --plot``: this run's scores, plan and costs."""
+    method = options.method
     third = method if method in ("ranp-f", "ranp-m") else "ranp-f"
     achieved = result.plan.achieved
     title = (
@@ -80,6 +81,7 @@ def prune_figure(
         plan=result.plan,
         title=title,
         methods=("vanilla", "weighted", third),
+        options=options.selection,
     )
 
 
@@ -103,7 +105,7 @@ def report_figure(
     scoring: Scoring | None = None
     try:
         scoring, described = score_for_plot(graph, source, ignore_index)
-        lam = scoring.settings.lam
+        lam = default_lambda(graph)
         title = f"{graph.model.name}: neuron importance scored on {described}, RANP lambda {lam:g}"
     except PlanError as error:  # every layer is kept whole: nothing to score
         title = f"{graph.model.name}: no neuron importance ({error})"

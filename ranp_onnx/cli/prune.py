@@ -16,20 +16,13 @@ from ..analysis.shapes import analyse, parse_input_shapes
 from ..errors import PlanError
 from ..ir.graph import GraphAnalysis
 from ..ir.save import check_output_path, data_path, external_data_files, save_model, write_text
-from ..pipeline import (
-    PruneOptions,
-    PruneResult,
-    apply_plan,
-    predicted_costs,
-    prune_scored,
-    score_model,
-    search_max_sparsity,
-)
+from ..pipeline import PruneOptions, PruneResult, apply_plan, prune_scored, score_model
 from ..reporting.tables import comparison_json, format_comparison
 from ..scoring.distributed import is_main_process
+from ..selection.criteria import default_lambda
 from ..selection.plan import PrunePlan
+from ..selection.search import predicted_costs, search_max_sparsity
 from .options import (
-    default_lambda,
     input_shape_option,
     json_option,
     output_options,
@@ -276,7 +269,7 @@ def prune_command(
     _write(result, graph, out, plan_out, force=force, inputs=[model])
     _render(result, params["as_json"], out)
     if plot_out is not None:
-        figure = prune_figure(graph, scoring, result, options.method)
+        figure = prune_figure(graph, scoring, result, options)
         write_plot(figure, plot_out, quiet=params["as_json"])
 
 
@@ -374,7 +367,7 @@ def search_command(model: str, **params: Any) -> None:
     if not is_main_process():
         return  # under torchrun only rank 0 reports
     sparsity, selection = search_max_sparsity(
-        scoring, options, progress=_progress(show, "search step")
+        scoring, options.selection, progress=_progress(show, "search step")
     )
     full = count_costs(graph, options.convention)
     after = predicted_costs(scoring, selection.keep, options.convention)

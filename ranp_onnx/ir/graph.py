@@ -55,7 +55,7 @@ class TensorInfo:
     @property
     def numel(self) -> int:
         """Number of elements (0 if the shape is unknown)."""
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape is not None else 0
+        return numel(self.shape) if self.shape is not None else 0
 
     @property
     def itemsize(self) -> int:
@@ -137,7 +137,7 @@ class GraphAnalysis:
             where = f" (input of node '{consumer[0].name}')" if consumer else ""
             raise InputShapeError(
                 f"the shape of tensor '{name}'{where} is unknown: give every dynamic input "
-                "dimension with --input-shape NAME=1x1x64x64x64"
+                "dimension with `input_shapes` NAME=1x1x64x64x64"
             )
         return info.shape
 

@@ -16,7 +16,7 @@ import onnx
 import onnx.inliner
 from onnx import external_data_helper
 
-from ..errors import ModelLoadError, UnsupportedModelError
+from ..errors import ModelLoadError, UnsupportedModelError, first_line
 from . import runtime
 
 #: Protobuf cannot serialise a message over 2 GB.
@@ -98,7 +98,7 @@ def _read_file(path: Path) -> tuple[onnx.ModelProto, bool]:
         proto = onnx.load_model(str(path), load_external_data=False)
     except Exception as error:
         raise ModelLoadError(
-            f"{path}: not a readable ONNX model (truncated or not a protobuf: {_first_line(error)})"
+            f"{path}: not a readable ONNX model (truncated or not a protobuf: {first_line(error)})"
         ) from error
     external_tensors = [t for t in _all_tensors(proto.graph) if _is_external(t)]
     for tensor in external_tensors:
@@ -109,7 +109,7 @@ def _read_file(path: Path) -> tuple[onnx.ModelProto, bool]:
             external_data_helper.load_external_data_for_model(proto, str(path.parent))
         except Exception as error:
             raise ModelLoadError(
-                f"{path}: cannot read external data ({_first_line(error)})"
+                f"{path}: cannot read external data ({first_line(error)})"
             ) from error
         for tensor in external_tensors:  # the same objects, now holding their data
             _check_data_size(path, tensor)
@@ -141,7 +141,7 @@ def _check_structure(proto: onnx.ModelProto, checkable: onnx.ModelProto | str) -
     try:
         onnx.checker.check_model(checkable)
     except Exception as error:
-        raise ModelLoadError(f"{where}: invalid ONNX model: {_first_line(error)}") from error
+        raise ModelLoadError(f"{where}: invalid ONNX model: {first_line(error)}") from error
 
 
 def _check_external_location(model_path: Path, tensor: onnx.TensorProto) -> None:
@@ -221,8 +221,3 @@ def _numel(dims: Iterable[int]) -> int:
     for dim in dims:
         count *= int(dim)
     return count
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

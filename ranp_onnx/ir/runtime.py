@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import onnx
 from onnx import helper
 
-from ..errors import UnsupportedModelError
+from ..errors import UnsupportedModelError, first_line
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -108,7 +108,7 @@ def available_providers(device: str = "auto") -> list[Provider]:
         return [CUDA_PROVIDER, "CPUExecutionProvider"]
     if device == "cuda":
         raise UnsupportedModelError(
-            "--device cuda: onnxruntime has no CUDAExecutionProvider here "
+            "`device` cuda: onnxruntime has no CUDAExecutionProvider here "
             f"(installed: {', '.join(installed)})"
         )
     return ["CPUExecutionProvider"]
@@ -150,5 +150,5 @@ def _open_session(
             # An older runtime without one of the provider options: plain names.
             names = [p[0] if isinstance(p, tuple) else p for p in providers]
             return _open_session(ort, source, options, names)
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        message = first_line(error)
         raise UnsupportedModelError(f"onnxruntime cannot load the model: {message}") from error

@@ -92,7 +92,7 @@ def check_output_path(
     if target.exists() and target.resolve() in protected:
         raise RanpError(f"{target}: refusing to overwrite the input file")
     if target.exists() and not force:
-        raise OutputExistsError(f"{target} exists; pass --force to overwrite it")
+        raise OutputExistsError(f"{target} exists; pass `force` to overwrite it")
     if not target.parent.exists():
         raise RanpError(f"{target.parent}: no such folder")
     if external_data:
@@ -109,7 +109,7 @@ def _check_data_path(target: Path, force: bool, protected: set[Path]) -> None:
         )
     if data.exists() and not force:
         raise OutputExistsError(
-            f"{data} exists (the external data of {target.name}); pass --force to overwrite it"
+            f"{data} exists (the external data of {target.name}); pass `force` to overwrite it"
         )
 
 

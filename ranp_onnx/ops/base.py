@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
 import numpy as np
 
 from ..errors import UnsupportedModelError
+from ..ir.graph import numel as numel  # re-exported for the rule families
 
 if TYPE_CHECKING:
     import torch
@@ -82,6 +83,8 @@ class OpRule:
             that stands for a parameter of its own: torch's exporter feeds de-duplicated
             equal-valued initializers to each layer through an Identity named after that
             layer's parameter). None for every other op.
+        is_convolution: True for Conv and ConvTranspose, the ops that make a model a
+            convolutional network ranp-onnx prunes.
     """
 
     op_types: ClassVar[tuple[str, ...]] = ()
@@ -93,6 +96,18 @@ class OpRule:
     reads_shape: ClassVar[bool] = False
     buffer_inputs: ClassVar[tuple[int, ...]] = ()
     parameter_view: ClassVar[Literal["view", "alias"] | None] = None
+    is_convolution: ClassVar[bool] = False
+
+    @property
+    def weight_input(self) -> int | None:
+        """The input position of the weight whose output channels are neurons, or None.
+
+        From :attr:`initializer_roles` (the input whose role is "weight"): Conv,
+        ConvTranspose, Gemm and MatMul have one.
+        """
+        return next(
+            (slot for slot, role in self.initializer_roles.items() if role == "weight"), None
+        )
 
     def parameter_slots(self, node: NodeInfo, graph: GraphAnalysis) -> tuple[int, ...]:
         """Return the input positions that hold this node's learnable parameters.
@@ -220,8 +235,3 @@ def registered_rules() -> list[tuple[str, str, OpRule]]:
 
 def _canonical_domain(domain: str) -> str:
     return "" if domain in ("", "ai.onnx") else domain
-
-
-def numel(shape: tuple[int, ...]) -> int:
-    """Return the number of elements of ``shape`` as a Python int."""
-    return int(np.prod(shape, dtype=np.int64)) if shape else 1

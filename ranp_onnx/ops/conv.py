@@ -80,6 +80,7 @@ class _Convolution(OpRule):
     masked_inputs = ((0, 1),)
     bias_input = 2
     initializer_roles: ClassVar[dict[int, str]] = {1: "weight", 2: "bias"}
+    is_convolution = True
     rows_index: ClassVar[str] = "output"
 
     def _per_group_tensor(self, node: NodeInfo) -> str:

@@ -124,7 +124,7 @@ def _check_batch_statistics(node: NodeInfo, x: torch.Tensor) -> None:
         raise DataError(
             f"node '{node.name}' (BatchNormalization) sees one value per channel "
             f"(input {list(x.shape)}): batch statistics are undefined; score with "
-            "--batch-size 2 or more, a larger input, or --batchnorm running"
+            "`batch_size` 2 or more, a larger input, or `batchnorm` running"
         )
 
 

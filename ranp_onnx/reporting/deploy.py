@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..analysis.channels import analyse_channels
-from ..errors import UnsupportedModelError, ValidationError
+from ..errors import UnsupportedModelError, ValidationError, first_line
 from ..ir import runtime
 from ..ir.graph import GraphAnalysis, random_inputs
 from ..rewrite.oracle import (
@@ -45,7 +45,7 @@ def import_openvino() -> Any:
         import openvino
     except ImportError as error:
         raise UnsupportedModelError(
-            "--runtime openvino: OpenVINO is not installed (pip install 'ranp-onnx[openvino]')"
+            "`runtime_name` openvino: OpenVINO is not installed (pip install 'ranp-onnx[openvino]')"
         ) from error
     return openvino
 
@@ -104,7 +104,7 @@ def run_onnxruntime(path: str | os.PathLike[str], feeds: Mapping[str, np.ndarray
         raise ValidationError(f"deployment check failed: {error}") from error
     except Exception as error:  # onnxruntime raises its own exception types
         raise ValidationError(
-            f"deployment check failed: onnxruntime: {_first_line(error)}"
+            f"deployment check failed: onnxruntime: {first_line(error)}"
         ) from error
 
 
@@ -133,16 +133,11 @@ def run_openvino(
             name: np.asarray(result[port]) for port in compiled.outputs for name in port.get_names()
         }
     except Exception as error:  # OpenVINO raises RuntimeError and its own types
-        raise ValidationError(f"deployment check failed: OpenVINO: {_first_line(error)}") from error
+        raise ValidationError(f"deployment check failed: OpenVINO: {first_line(error)}") from error
     missing = [name for name in outputs if name not in by_name]
     if missing:
         raise ValidationError(f"deployment check failed: OpenVINO gives no output '{missing[0]}'")
     return [by_name[name] for name in outputs]
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def runtime_version(name: str) -> str:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..analysis.channels import ChannelAnalysis, ChannelGroup, Layer, analyse_channels
-from ..errors import PlanError
 from ..ir.graph import GraphAnalysis, NodeInfo
 from ..ops import rule_for
 from .tables import format_table
@@ -141,7 +140,7 @@ def explain(
     scored = {layer.node: layer for layer in channels.layers}
     for node in graph.nodes:
         rule = rule_for(node.op_type, node.domain)
-        slot = _weight_slot(rule.initializer_roles if rule is not None else {})
+        slot = rule.weight_input if rule is not None else None
         layer = scored.get(node.name)
         if layer is not None:
             ids = sorted({int(g) for g in channels.unit_group[layer.units]})
@@ -151,23 +150,18 @@ def explain(
     return Explanation(model=graph.model.name, layers=tuple(layers), groups=groups)
 
 
-def _weight_slot(roles: dict[int, str]) -> int | None:
-    return next((slot for slot, role in roles.items() if role == "weight"), None)
-
-
 def _option_reasons(
     channels: ChannelAnalysis, keep: Sequence[str], ignore: Sequence[str]
 ) -> dict[int, list[str]]:
     """Reasons per group id that ``--keep`` / ``--ignore`` add."""
     reasons: dict[int, list[str]] = {}
-    for option, names, text in (
-        ("--keep", keep, "kept whole by --keep"),
-        ("--ignore", ignore, "left out by --ignore"),
+    for parameter, names, text in (
+        ("keep", keep, "kept whole by --keep"),
+        ("ignore", ignore, "left out by --ignore"),
     ):
+        channels.layer_flags(names, parameter)  # refuses a name that matches no layer
         for name in names:
             matches = [layer for layer in channels.layers if name in (layer.node, layer.weight)]
-            if not matches:
-                raise PlanError(f"{option} {name}: no scored layer has that node or weight name")
             for layer in matches:
                 for group in sorted({int(g) for g in channels.unit_group[layer.units]}):
                     reasons.setdefault(group, []).append(f"{text} '{layer.node}'")

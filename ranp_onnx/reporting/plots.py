@@ -18,14 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..analysis.costs import MB, CostReport, LayerCost
+from ..analysis.costs import CostReport, LayerCost
 from ..errors import RanpError
+from ..ir.units import MB
 from ..ops import rule_for
 from ..selection.criteria import criterion
+from ..selection.options import SelectionOptions
 from ..selection.plan import PrunePlan
 
 if TYPE_CHECKING:
-    from ..pipeline import Scoring
+    from ..scoring.statistics import Scoring
 
 #: The methods of the paper's Fig. 3, left to right.
 IMPORTANCE_METHODS = ("vanilla", "weighted", "ranp-f")
@@ -95,12 +97,16 @@ class PlotData:
 
 
 def importance_series(
-    scoring: Scoring, methods: Sequence[str] = IMPORTANCE_METHODS
+    scoring: Scoring,
+    methods: Sequence[str] = IMPORTANCE_METHODS,
+    options: SelectionOptions | None = None,
 ) -> tuple[ImportanceSeries, ...]:
     """Neuron scores of every scored layer under each method, from one scoring pass.
 
     Empty if the scoring has no gradient statistics (a method such as ``l1`` scored it).
+    ``options`` give the importance variant and RANP's lambda (defaults: the paper's).
     """
+    options = options or SelectionOptions()
     if scoring.stats.batches == 0:
         return ()
     layers = tuple(layer.node for layer in scoring.channels.layers)
@@ -108,9 +114,7 @@ def importance_series(
         ImportanceSeries(
             method=method,
             layers=layers,
-            scores=tuple(
-                criterion(method).layer_scores(scoring.channels, scoring.stats, scoring.settings)
-            ),
+            scores=tuple(criterion(method).layer_scores(scoring, options)),
         )
         for method in methods
     )
@@ -133,7 +137,7 @@ def _weighted_layers(report: CostReport) -> list[LayerCost]:
 def has_weight(op_type: str, domain: str = "") -> bool:
     """True if the op's rule gives it a weight input (its output channels are neurons)."""
     rule = rule_for(op_type, domain)
-    return rule is not None and "weight" in rule.initializer_roles.values()
+    return rule is not None and rule.weight_input is not None
 
 
 def channels_from_reports(before: CostReport, after: CostReport) -> ChannelCounts:
@@ -175,6 +179,7 @@ def plot_data(
     plan: PrunePlan | None = None,
     title: str = "",
     methods: Sequence[str] = IMPORTANCE_METHODS,
+    options: SelectionOptions | None = None,
 ) -> PlotData:
     """Gather the figures' numbers.
 
@@ -185,6 +190,7 @@ def plot_data(
         plan: The plan, for the retained channels (else they come from the two reports).
         title: The figure's title. Defaults to the model's name.
         methods: The importance panels' methods. Defaults to vanilla, weighted, RANP-f.
+        options: The importance variant and lambda they use. Defaults to the paper's.
     """
     channels = None
     if plan is not None:
@@ -196,7 +202,7 @@ def plot_data(
         totals.append((after.totals.gflops, after.totals.memory_mb))
     return PlotData(
         title=title or before.model,
-        importance=importance_series(scoring, methods) if scoring is not None else (),
+        importance=importance_series(scoring, methods, options) if scoring is not None else (),
         channels=channels,
         resources=layer_resources(before, after),
         convention=before.convention,
@@ -213,7 +219,7 @@ def import_pyplot() -> Any:
     try:
         import matplotlib
     except ImportError as error:
-        raise RanpError("--plot needs matplotlib: pip install 'ranp-onnx[plots]'") from error
+        raise RanpError("`plot` needs matplotlib: pip install 'ranp-onnx[plots]'") from error
     matplotlib.use("Agg")
     import matplotlib.pyplot
 

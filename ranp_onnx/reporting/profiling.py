@@ -15,12 +15,11 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..errors import UnsupportedModelError
+from ..errors import UnsupportedModelError, first_line
 from ..ir import runtime, save
 from ..ir.graph import GraphAnalysis, random_inputs
 from ..ir.load import LoadedModel
-
-MB = float(1 << 20)
+from ..ir.units import MB
 
 #: At most this many profiled runs (after one warm-up) give the time by op.
 PROFILED_RUNS = 3
@@ -193,5 +192,5 @@ def _run(session: Any, feeds: dict[str, np.ndarray]) -> None:
     try:
         session.run(None, feeds)
     except Exception as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        message = first_line(error)
         raise UnsupportedModelError(f"onnxruntime failed to run the model: {message}") from error

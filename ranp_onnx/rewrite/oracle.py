@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..errors import ValidationError
+from ..errors import ValidationError, first_line
 from ..ir import runtime
 from ..ir.graph import GraphAnalysis, random_inputs
 from ..ir.load import PROTOBUF_LIMIT
@@ -161,8 +161,7 @@ def _run_pruned(
         session = runtime.make_session(pruned, providers=providers, options=_oracle_options())
         return session, session.run(None, dict(feeds))
     except Exception as failure:  # onnxruntime raises its own exception types
-        text = str(failure).strip()
-        message = text.splitlines()[0] if text else type(failure).__name__
+        message = first_line(failure)
         raise ValidationError(
             f"validation failed: onnxruntime cannot run the pruned model ({message}); "
             "no model was written"

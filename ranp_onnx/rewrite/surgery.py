@@ -17,7 +17,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from ..analysis.channels import ChannelAnalysis
-from ..errors import InternalError, PlanError, ValidationError
+from ..errors import InternalError, PlanError, ValidationError, last_line
 from ..ir import runtime
 from ..ir.graph import GraphAnalysis
 from ..ir.static import static_value
@@ -145,15 +145,9 @@ def _apply(graph: GraphAnalysis, context: RewriteContext) -> onnx.ModelProto:
         except onnx.shape_inference.InferenceError as error:
             raise ValidationError(
                 "validation failed: the rewritten model fails ONNX shape inference "
-                f"({_last_line(error)}); this is a bug in ranp-onnx, no model was written"
+                f"({last_line(error)}); this is a bug in ranp-onnx, no model was written"
             ) from error
     return model
-
-
-def _last_line(error: Exception) -> str:
-    """The last line of a multi-line error: onnx puts the root cause there."""
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
 
 
 def _reaches_initializer(graph: GraphAnalysis, name: str) -> bool:

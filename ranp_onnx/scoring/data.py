@@ -248,7 +248,7 @@ def _layout(graph: GraphAnalysis, loss: str, ignore_index: int | None) -> Layout
     if len(shape) < 2 or shape[1] < 2:
         raise DataError(
             f"{loss} needs an output of shape [N, C, ...] with C >= 2 classes; the output "
-            f"'{output}' is {_dims_text(shape)} (use --loss mse for a regression output)"
+            f"'{output}' is {_dims_text(shape)} (use `loss` mse for a regression output)"
         )
     labels_shape = (shape[0], *shape[2:])
     labels = ArraySpec("", (LABELS,), labels_shape[1:], "classes", np.dtype(np.int64), context)

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from ..errors import DataError
+from ..errors import DataError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -97,7 +97,7 @@ def join(world: World, device: torch.device) -> None:
     try:
         dist.init_process_group(backend=backend, rank=world.rank, world_size=world.size)
     except (ValueError, RuntimeError) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        message = first_line(error)
         raise DataError(
             f"rank {world.rank} of {world.size}: cannot join the {backend} process group "
             f"(run under torchrun, which sets MASTER_ADDR and MASTER_PORT): {message}"

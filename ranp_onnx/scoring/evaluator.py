@@ -27,20 +27,11 @@ from onnx import numpy_helper
 from .. import ops
 from ..errors import DataError, InternalError, UnsupportedModelError
 from ..ir import runtime
-from ..ir.graph import GraphAnalysis, NodeInfo, node_infos
+from ..ir.graph import FLOAT_TYPES, GraphAnalysis, NodeInfo, node_infos
 from ..ir.load import LoadedModel, load_model
+from ..ops.aliases import initializer_aliases
 from ..ops.base import OpRule
 from ..ops.contexts import EvalContext
-
-_FLOAT_TYPES = frozenset(
-    {
-        onnx.TensorProto.FLOAT,
-        onnx.TensorProto.DOUBLE,
-        onnx.TensorProto.FLOAT16,
-        onnx.TensorProto.BFLOAT16,
-    }
-)
-
 
 #: How BatchNormalization normalises: "batch" statistics, "running" statistics, or "auto"
 #: (batch statistics in training mode and where a node says ``training_mode=1``).
@@ -84,6 +75,8 @@ class TorchGraph(torch.nn.Module):
             with the current parameter values.
         update_running_stats: Whether batch statistics update the running statistics
             buffers (as torch's BatchNorm does). Defaults to True.
+        aliases: Each alias of an initializer (:mod:`ranp_onnx.ops.aliases`), held as a
+            tensor of its own, mapped to the initializer it was copied from.
 
     Raises:
         UnsupportedModelError: A node's op (or one of its attributes) has no torch
@@ -107,10 +100,9 @@ class TorchGraph(torch.nn.Module):
         initializers = {tensor.name: tensor for tensor in graph.initializer}
         self.input_names = tuple(v.name for v in graph.input if v.name not in initializers)
         self.output_names = tuple(v.name for v in graph.output)
-        copies = _initializer_copies(nodes, initializers)
-        nodes = tuple(
-            node for node in nodes if not (node.op_type == "Identity" and node.outputs[0] in copies)
-        )
+        copies = initializer_aliases(nodes, initializers)
+        self.aliases = copies
+        nodes = tuple(node for node in nodes if not (node.outputs and node.outputs[0] in copies))
         rules = [_rule(node, self.opset) for node in nodes]
         self._steps = _plan(nodes, rules, self.output_names)
         self._attribute_of: dict[str, str] = {}
@@ -131,7 +123,7 @@ class TorchGraph(torch.nn.Module):
             value = torch.from_numpy(np.array(array, copy=True))
         attribute = self._free_attribute(name)
         self._attribute_of[name] = attribute
-        if tensor.data_type in _FLOAT_TYPES and not as_buffer:
+        if tensor.data_type in FLOAT_TYPES and not as_buffer:
             self.register_parameter(attribute, torch.nn.Parameter(value))
         else:
             self.register_buffer(attribute, value)
@@ -348,19 +340,6 @@ def _plan(
         _Step(node, rule, tuple(sorted(release.get(position, ()))))
         for position, (node, rule) in enumerate(zip(nodes, rules))
     )
-
-
-def _initializer_copies(
-    nodes: Sequence[NodeInfo], initializers: Mapping[str, Any]
-) -> dict[str, str]:
-    """Map the output of every Identity of an initializer (or of such a copy) to its source."""
-    copies: dict[str, str] = {}
-    for node in nodes:
-        if node.op_type == "Identity" and node.domain in ("", "ai.onnx") and node.outputs[0]:
-            source = node.inputs[0]
-            if source in initializers or source in copies:
-                copies[node.outputs[0]] = copies.get(source, source)
-    return copies
 
 
 def _buffer_initializers(

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING
 
 from ..errors import InsufficientMemoryError
 from ..ir.graph import GraphAnalysis
+from ..ir.units import MB
 
 if TYPE_CHECKING:
     import torch
 
-MB = float(1 << 20)
 #: Resident memory of the process before scoring: Python, torch, onnx and onnxruntime.
 BASE_BYTES = 440 * (1 << 20)
 #: Copies of the parameters alive while scoring: the ONNX model, the torch copy, its
@@ -174,6 +174,6 @@ def check_scoring_memory(graph: GraphAnalysis, batch_size: int, device: torch.de
     raise InsufficientMemoryError(
         f"scoring at batch size {batch_size} needs about {needed / MB / 1024:.1f} GB "
         f"({estimate.activation_bytes / MB / 1024:.1f} GB of activations), "
-        f"{available / MB / 1024:.1f} GB {where}: lower --batch-size, score on a smaller "
-        "input, or pass --no-memory-check"
+        f"{available / MB / 1024:.1f} GB {where}: lower `batch_size`, score on a smaller "
+        "input, or skip this check (`memory_check`)"
     )

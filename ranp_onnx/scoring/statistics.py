@@ -10,7 +10,7 @@ are what the criteria in :mod:`ranp_onnx.selection.criteria` turn into neuron sc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,14 +19,12 @@ import numpy as np
 from ..analysis.channels import ChannelAnalysis
 from ..errors import DataError
 from ..ops import rule_for
+from ..progress import Progress
 from . import distributed
 from .data import Batch
 
 if TYPE_CHECKING:
     import torch
-
-#: Called after each batch with (batches done, batches in total or None).
-Progress = Callable[[int, int | None], None]
 
 
 @dataclass(frozen=True)
@@ -52,6 +50,36 @@ class GradientStatistics:
     weights: tuple[np.ndarray, ...]
     loss: float
     device: str = ""
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """A model's channel groups and scoring statistics: all a selection needs.
+
+    Attributes:
+        channels: The channel analysis.
+        stats: The statistics of the scoring passes (:func:`weight_statistics` where the
+            method needs no gradients).
+        ignored: Per scored layer, True if it was left out of scoring (``ignore``).
+        excluded: Per unit, True if it is out of the ranking (the ignored layers' units).
+        fixed: Per unit, True if it is never removed (groups kept whole, ``keep``,
+            ``ignore``).
+    """
+
+    channels: ChannelAnalysis
+    stats: GradientStatistics
+    ignored: tuple[bool, ...]
+    excluded: np.ndarray
+    fixed: np.ndarray
+
+
+def weight_statistics(channels: ChannelAnalysis) -> GradientStatistics:
+    """Statistics without a scoring pass: the weights, and zeros for every gradient term."""
+    weights = layer_weights(channels)
+    empty = tuple(np.zeros_like(w) for w in weights)
+    return GradientStatistics(
+        0, empty, empty, tuple(np.zeros(w.shape[0]) for w in weights), weights, 0.0
+    )
 
 
 def layer_weights(channels: ChannelAnalysis) -> tuple[np.ndarray, ...]:
@@ -267,7 +295,7 @@ def _torch_device(device: str) -> torch.device:
     if device == "cpu":
         return torch.device("cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise DataError("--device cuda: torch sees no CUDA device")
+        raise DataError("`device` cuda: torch sees no CUDA device")
     return torch.device("cuda" if torch.cuda.is_available() and device != "cpu" else "cpu")
 
 

@@ -27,7 +27,6 @@ dpr        filter L1 norm                                        DPR (PCA + FLOP
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -35,35 +34,27 @@ import numpy as np
 from ..analysis.channels import ChannelAnalysis
 from ..analysis.costs import count_costs
 from ..errors import PlanError
-from ..scoring.statistics import GradientStatistics
+from ..ir.graph import GraphAnalysis
+from ..scoring.statistics import Scoring
 from . import importance
 from .constraints import global_keep, per_group_keep
+from .options import DEFAULT_LAMBDA, SelectionOptions
 
 #: RANP's lambda per dataset preset (shared reference, section 1.8).
 LAMBDA_BY_PRESET = {"shapenet": 11.0, "brats": 15.0, "ucf101": 80.0}
-DEFAULT_LAMBDA = 11.0
-GROUP_REDUCTIONS = ("mean", "sum", "max")
+#: Metadata key ``ranp-onnx export`` writes: the dataset preset (sets RANP's lambda).
+PRESET_KEY = "ranp_onnx.preset"
 
 
-@dataclass(frozen=True)
-class CriterionSettings:
-    """Options the criteria read.
+def default_lambda(graph: GraphAnalysis) -> float:
+    """RANP's lambda for the model's preset as ``ranp-onnx export`` records it, else 11.
 
-    Attributes:
-        importance: Vanilla neuron importance (``mpmg-sum`` is the paper's vanilla NP).
-        lam: RANP's lambda.
-        group_reduction: How a coupled unit's score combines its neurons' scores. "mean"
-            (default): the selection counts a unit as all its neurons, so its mean score
-            is the value per neuron spent, the greedy choice for a neuron budget.
-        seed: Seed of the random criterion.
-        ignored: Per layer, True if ``--ignore`` left it out of scoring.
+    11 for ShapeNet, 15 for BraTS'18, 80 for UCF101 (the paper's values).
     """
-
-    importance: str = "mpmg-sum"
-    lam: float = DEFAULT_LAMBDA
-    group_reduction: str = "mean"
-    seed: int = 0
-    ignored: tuple[bool, ...] = ()
+    for entry in graph.model.proto.metadata_props:
+        if entry.key == PRESET_KEY:
+            return LAMBDA_BY_PRESET.get(entry.value, DEFAULT_LAMBDA)
+    return DEFAULT_LAMBDA
 
 
 class Criterion:
@@ -74,23 +65,21 @@ class Criterion:
     #: What the sparsity is a fraction of.
     sparsity_of: ClassVar[str] = "neurons"
 
-    def layer_scores(
-        self, channels: ChannelAnalysis, stats: GradientStatistics, settings: CriterionSettings
-    ) -> list[np.ndarray]:
+    def layer_scores(self, scoring: Scoring, options: SelectionOptions) -> list[np.ndarray]:
         """Score per neuron of every layer."""
         raise NotImplementedError
 
     def select(
         self,
-        channels: ChannelAnalysis,
-        stats: GradientStatistics,
-        settings: CriterionSettings,
+        scoring: Scoring,
+        options: SelectionOptions,
         sparsity: float,
-        excluded: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, float | None]:
         """Return raw keep flags, unit scores and the threshold (None if there is none)."""
-        scores = unit_scores(channels, self.layer_scores(channels, stats, settings), settings)
-        keep, threshold = global_keep(channels, scores, sparsity, excluded, seed=settings.seed)
+        scores = unit_scores(scoring, self.layer_scores(scoring, options), options)
+        keep, threshold = global_keep(
+            scoring.channels, scores, sparsity, scoring.excluded, seed=options.seed
+        )
         return keep, scores, threshold
 
 
@@ -123,22 +112,22 @@ def method_names() -> tuple[str, ...]:
 
 
 def unit_scores(
-    channels: ChannelAnalysis, layer_scores: Sequence[np.ndarray], settings: CriterionSettings
+    scoring: Scoring, layer_scores: Sequence[np.ndarray], options: SelectionOptions
 ) -> np.ndarray:
-    """Combine neuron scores into one score per unit (``settings.group_reduction``)."""
+    """Combine neuron scores into one score per unit (``options.group_reduction``)."""
+    channels = scoring.channels
     total = np.zeros(channels.unit_count)
     count = np.zeros(channels.unit_count)
     best = np.full(channels.unit_count, -np.inf)
-    ignored = settings.ignored or (False,) * len(channels.layers)
-    for layer, scores, skip in zip(channels.layers, layer_scores, ignored):
+    for layer, scores, skip in zip(channels.layers, layer_scores, scoring.ignored):
         if skip:
             continue
         np.add.at(total, layer.units, scores)
         np.add.at(count, layer.units, 1)
         np.maximum.at(best, layer.units, scores)
-    if settings.group_reduction == "sum":
+    if options.group_reduction == "sum":
         combined = total
-    elif settings.group_reduction == "max":
+    elif options.group_reduction == "max":
         combined = np.where(count > 0, best, 0.0)
     else:
         combined = total / np.maximum(count, 1)
@@ -146,10 +135,9 @@ def unit_scores(
 
 
 def _scored(
-    scores: list[np.ndarray], settings: CriterionSettings, transform: object
+    scores: list[np.ndarray], ignored: Sequence[bool], transform: object
 ) -> list[np.ndarray]:
     """Apply a cross-layer transform to the layers that are not ignored."""
-    ignored = settings.ignored or (False,) * len(scores)
     kept = [s for s, skip in zip(scores, ignored) if not skip]
     transformed = iter(transform(kept))  # type: ignore[operator]
     return [s if skip else next(transformed) for s, skip in zip(scores, ignored)]
@@ -175,12 +163,10 @@ class Vanilla(Criterion):
 
     name = "vanilla"
 
-    def layer_scores(
-        self, channels: ChannelAnalysis, stats: GradientStatistics, settings: CriterionSettings
-    ) -> list[np.ndarray]:
+    def layer_scores(self, scoring: Scoring, options: SelectionOptions) -> list[np.ndarray]:
         """Reduce each neuron's accumulated mask gradients."""
-        signed, reduction = importance.split_importance(settings.importance)
-        source = stats.signed if signed else stats.magnitude
+        signed, reduction = importance.split_importance(options.importance)
+        source = scoring.stats.signed if signed else scoring.stats.magnitude
         return [importance.neuron_importance(g, reduction) for g in source]
 
 
@@ -190,29 +176,24 @@ class Weighted(Vanilla):
 
     name = "weighted"
 
-    def layer_scores(
-        self, channels: ChannelAnalysis, stats: GradientStatistics, settings: CriterionSettings
-    ) -> list[np.ndarray]:
+    def layer_scores(self, scoring: Scoring, options: SelectionOptions) -> list[np.ndarray]:
         """Balance the layer means."""
-        scores = super().layer_scores(channels, stats, settings)
-        return _scored(scores, settings, importance.layer_mean_balance)
+        scores = super().layer_scores(scoring, options)
+        return _scored(scores, scoring.ignored, importance.layer_mean_balance)
 
 
 class _Ranp(Weighted):
     resource: ClassVar[str] = ""
 
-    def layer_scores(
-        self, channels: ChannelAnalysis, stats: GradientStatistics, settings: CriterionSettings
-    ) -> list[np.ndarray]:
+    def layer_scores(self, scoring: Scoring, options: SelectionOptions) -> list[np.ndarray]:
         """Balance, then reweight by the layer's resource."""
-        balanced = super().layer_scores(channels, stats, settings)
-        resources = layer_resources(channels, self.resource)
-        ignored = settings.ignored or (False,) * len(balanced)
-        kept_resources = [r for r, skip in zip(resources, ignored) if not skip]
+        balanced = super().layer_scores(scoring, options)
+        resources = layer_resources(scoring.channels, self.resource)
+        kept_resources = [r for r, skip in zip(resources, scoring.ignored) if not skip]
         return _scored(
             balanced,
-            settings,
-            lambda kept: importance.resource_reweight(kept, kept_resources, settings.lam),
+            scoring.ignored,
+            lambda kept: importance.resource_reweight(kept, kept_resources, options.lam),
         )
 
 
@@ -239,12 +220,10 @@ class Random(Criterion):
     name = "random"
     needs_gradients = False
 
-    def layer_scores(
-        self, channels: ChannelAnalysis, stats: GradientStatistics, settings: CriterionSettings
-    ) -> list[np.ndarray]:
+    def layer_scores(self, scoring: Scoring, options: SelectionOptions) -> list[np.ndarray]:
         """Uniform random scores."""
-        generator = np.random.default_rng(settings.seed)
-        return [generator.random(layer.channels) for layer in channels.layers]
+        generator = np.random.default_rng(options.seed)
+        return [generator.random(layer.channels) for layer in scoring.channels.layers]
 
 
 class _PerGroup(Criterion):
@@ -252,29 +231,26 @@ class _PerGroup(Criterion):
 
     def fractions(
         self,
-        channels: ChannelAnalysis,
-        stats: GradientStatistics,
-        settings: CriterionSettings,
+        scoring: Scoring,
+        options: SelectionOptions,
         sparsity: float,
     ) -> np.ndarray:
         """Keep fraction per group."""
-        return np.full(len(channels.groups), 1.0 - sparsity)
+        return np.full(len(scoring.channels.groups), 1.0 - sparsity)
 
     def select(
         self,
-        channels: ChannelAnalysis,
-        stats: GradientStatistics,
-        settings: CriterionSettings,
+        scoring: Scoring,
+        options: SelectionOptions,
         sparsity: float,
-        excluded: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, float | None]:
         """Per-group counts, best units first."""
-        scores = unit_scores(channels, self.layer_scores(channels, stats, settings), settings)
-        fractions = self.fractions(channels, stats, settings, sparsity)
-        for group in channels.groups:
-            if excluded[group.units].all():
+        scores = unit_scores(scoring, self.layer_scores(scoring, options), options)
+        fractions = self.fractions(scoring, options, sparsity)
+        for group in scoring.channels.groups:
+            if scoring.excluded[group.units].all():
                 fractions[group.id] = 1.0
-        return per_group_keep(channels, scores, fractions), scores, None
+        return per_group_keep(scoring.channels, scores, fractions), scores, None
 
 
 @register
@@ -291,11 +267,9 @@ class FilterL1(Criterion):
     name = "l1"
     needs_gradients = False
 
-    def layer_scores(
-        self, channels: ChannelAnalysis, stats: GradientStatistics, settings: CriterionSettings
-    ) -> list[np.ndarray]:
+    def layer_scores(self, scoring: Scoring, options: SelectionOptions) -> list[np.ndarray]:
         """Filter norms."""
-        return [importance.filter_l1(w) for w in stats.weights]
+        return [importance.filter_l1(w) for w in scoring.stats.weights]
 
 
 @register
@@ -316,12 +290,12 @@ class DifferentRatio(_PerGroup, FilterL1):
 
     def fractions(
         self,
-        channels: ChannelAnalysis,
-        stats: GradientStatistics,
-        settings: CriterionSettings,
+        scoring: Scoring,
+        options: SelectionOptions,
         sparsity: float,
     ) -> np.ndarray:
         """One minus DPR's ratio of the group's first layer (FLOPs summed over its layers)."""
+        channels = scoring.channels
         flops = layer_resources(channels, "flops")
         by_node = {layer.node: i for i, layer in enumerate(channels.layers)}
         firsts = [by_node[group.layers[0]] for group in channels.groups]
@@ -329,7 +303,7 @@ class DifferentRatio(_PerGroup, FilterL1):
             sum(flops[by_node[name]] for name in group.layers) for group in channels.groups
         ]
         ratios = importance.dpr_prune_ratios(
-            [stats.weights[i] for i in firsts], group_flops, sparsity, max_ratio=1.0
+            [scoring.stats.weights[i] for i in firsts], group_flops, sparsity, max_ratio=1.0
         )
         return 1.0 - ratios
 
@@ -340,11 +314,9 @@ class Taylor(Criterion):
 
     name = "taylor"
 
-    def layer_scores(
-        self, channels: ChannelAnalysis, stats: GradientStatistics, settings: CriterionSettings
-    ) -> list[np.ndarray]:
+    def layer_scores(self, scoring: Scoring, options: SelectionOptions) -> list[np.ndarray]:
         """Normalised Taylor terms."""
-        return _scored(list(stats.taylor), settings, importance.taylor_normalize)
+        return _scored(list(scoring.stats.taylor), scoring.ignored, importance.taylor_normalize)
 
 
 @register
@@ -357,25 +329,19 @@ class SnipNeurons(Criterion):
     name = "snip"
     sparsity_of = "weights"
 
-    def layer_scores(
-        self, channels: ChannelAnalysis, stats: GradientStatistics, settings: CriterionSettings
-    ) -> list[np.ndarray]:
+    def layer_scores(self, scoring: Scoring, options: SelectionOptions) -> list[np.ndarray]:
         """A neuron's best incoming weight saliency (ranks rescued units)."""
-        return [m.max(axis=1) for m in stats.magnitude]
+        return [m.max(axis=1) for m in scoring.stats.magnitude]
 
     def select(
         self,
-        channels: ChannelAnalysis,
-        stats: GradientStatistics,
-        settings: CriterionSettings,
+        scoring: Scoring,
+        options: SelectionOptions,
         sparsity: float,
-        excluded: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, float | None]:
         """Parameter-level top-k, then neurons with a surviving weight."""
-        ignored = settings.ignored or (False,) * len(channels.layers)
-        pool = np.concatenate(
-            [m.reshape(-1) for m, skip in zip(stats.magnitude, ignored) if not skip]
-        )
+        channels, magnitude, ignored = scoring.channels, scoring.stats.magnitude, scoring.ignored
+        pool = np.concatenate([m.reshape(-1) for m, skip in zip(magnitude, ignored) if not skip])
         kept_count = int(np.floor(pool.size * (1.0 - sparsity)))
         threshold = (
             float(np.partition(pool, pool.size - kept_count)[pool.size - kept_count])
@@ -383,8 +349,8 @@ class SnipNeurons(Criterion):
             else np.inf
         )
         keep = np.zeros(channels.unit_count, dtype=bool)
-        for layer, saliency, skip in zip(channels.layers, stats.magnitude, ignored):
+        for layer, saliency, skip in zip(channels.layers, magnitude, ignored):
             alive = np.ones(layer.channels, bool) if skip else (saliency >= threshold).any(axis=1)
             keep[layer.units[alive]] = True
-        scores = unit_scores(channels, self.layer_scores(channels, stats, settings), settings)
+        scores = unit_scores(scoring, self.layer_scores(scoring, options), options)
         return keep, scores, threshold

@@ -84,8 +84,8 @@ def to_onnx(module: TorchGraph) -> onnx.ModelProto:
     types = {tensor.name: tensor for tensor in source.graph.initializer}
     nodes = []
     for node in source.graph.node:
-        output = node.output[0] if node.op_type == "Identity" and node.output else ""
-        if output in values and output not in stored and node.input[0] in types:
+        output = node.output[0] if node.output else ""
+        if output in module.aliases and output not in stored and node.input[0] in types:
             like = onnx.TensorProto()
             like.CopyFrom(types[node.input[0]])
             like.name = output

@@ -17,9 +17,11 @@ from pathlib import Path
 import onnx
 import torch
 
+from ..errors import last_line
 from ..ir import runtime
 from ..ir.save import check_output_path, save_model
 from ..ops.aliases import separate_aliases
+from ..selection.criteria import PRESET_KEY
 from ..torch_api.export import EXPORTERS, Exporter, export_module
 from .initialization import Initialization
 from .registry import BuiltModel, ZooError, build_model
@@ -29,8 +31,6 @@ from .registry import BuiltModel, ZooError, build_model
 OPSET_RANGE: dict[str, tuple[int, int]] = {"torchscript": (13, 20), "dynamo": (13, 99)}
 #: Metadata key holding the JSON description of how a zoo model was built.
 METADATA_KEY = "ranp_onnx.zoo"
-#: Metadata key holding the dataset preset alone (``prune`` reads RANP's lambda from it).
-PRESET_KEY = "ranp_onnx.preset"
 _SPATIAL_AXES = {0: "batch", 2: "depth", 3: "height", 4: "width"}
 
 
@@ -167,7 +167,7 @@ def export_model(
     except RuntimeError as error:
         if opset is None:
             raise
-        first = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        first = last_line(error)
         raise ZooError(
             f"the {exporter} exporter cannot write {name} at opset {opset}: {first}"
         ) from error
@@ -188,7 +188,7 @@ def _check_exporter(exporter: str, opset: int | None, dynamic: bool) -> None:
     if exporter not in EXPORTERS:
         raise ZooError(f"unknown exporter '{exporter}' (choose from {', '.join(EXPORTERS)})")
     if dynamic and exporter != "torchscript":
-        raise ZooError("--dynamic needs the torchscript exporter")
+        raise ZooError("`dynamic` needs the torchscript exporter")
     if opset is not None:
         low, high = OPSET_RANGE[exporter]
         high = min(high, runtime.max_opset())

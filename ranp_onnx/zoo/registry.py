@@ -240,7 +240,7 @@ def parse_volume_shape(text: str) -> Shape4:
         dims = ()
     if len(dims) != 4 or any(d <= 0 for d in dims):
         raise InputShapeError(
-            f"--input-shape '{text}': expected C,D,H,W (four positive integers, no batch)"
+            f"`input_shape` '{text}': expected C,D,H,W (four positive integers, no batch)"
         )
     return (dims[0], dims[1], dims[2], dims[3])
 
@@ -264,9 +264,9 @@ def resolve_config(
     entry = zoo_entry(name)
     chosen = entry.preset(preset)
     if not math.isfinite(width_mult) or width_mult <= 0:
-        raise ZooError(f"--width-mult must be a positive number, got {width_mult}")
+        raise ZooError(f"`width_mult` must be a positive number, got {width_mult}")
     if classes is not None and classes < 1:
-        raise ZooError(f"--classes must be at least 1, got {classes}")
+        raise ZooError(f"`classes` must be at least 1, got {classes}")
     if initialization not in INITIALIZATIONS:
         raise ZooError(f"unknown initialization '{initialization}' (choose from {INITIALIZATIONS})")
     shape = chosen.input_shape
