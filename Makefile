@@ -25,13 +25,16 @@ $(STAMP): pyproject.toml Makefile
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# RANP on a task: a 3D-UNet (width x0.5, 32^3) scored on generated part-segmentation volumes
+# (examples/segmentation3d; empty voxels are labelled 255 and ignored), pruned at 80%.
 demo: $(STAMP)
 	mkdir -p $(DEMO)
-	$(BIN)/ranp-onnx export unet3d-15 --preset shapenet --width-mult 0.25 --input-shape 1,32,32,32 -o $(DEMO)/unet.onnx --force
+	$(BIN)/ranp-onnx export unet3d-15 --preset shapenet --width-mult 0.5 --input-shape 1,32,32,32 -o $(DEMO)/unet.onnx --force
+	$(BIN)/python -m examples.segmentation3d.data --family shapes-a --count 4 --size 32 --split score -o $(DEMO)/score.npz
 	$(BIN)/ranp-onnx report $(DEMO)/unet.onnx --convention ranp-paper
 	$(BIN)/ranp-onnx explain $(DEMO)/unet.onnx
-	$(BIN)/ranp-onnx prune $(DEMO)/unet.onnx --data random --batch-size 2 --batches 2 --sparsity 0.8 \
-		--method ranp-f -o $(DEMO)/slim.onnx --plan $(DEMO)/plan.json --plot $(DEMO)/slim.png --force
+	$(BIN)/ranp-onnx prune $(DEMO)/unet.onnx --data $(DEMO)/score.npz --ignore-index 255 --batch-size 2 \
+		--sparsity 0.8 --method ranp-f -o $(DEMO)/slim.onnx --plan $(DEMO)/plan.json --plot $(DEMO)/slim.png --force
 	$(BIN)/ranp-onnx report $(DEMO)/slim.onnx --compare $(DEMO)/unet.onnx --convention ranp-paper --measure
 	$(BIN)/ranp-onnx validate $(DEMO)/slim.onnx --runtime openvino --reference $(DEMO)/unet.onnx \
 		--plan $(DEMO)/plan.json

@@ -1,9 +1,10 @@
-"""README blocks generated from the code: the CLI reference and the supported-ops table.
+"""Documentation generated from the code: the CLI reference and the supported-ops table.
 
-``python -m ranp_onnx.cli.docs`` rewrites the blocks between their marker comments in
-README.md (``<!-- cli-reference:start -->`` ... ``<!-- cli-reference:end -->``, and
-``supported-ops``); ``--check`` only reports whether they are up to date (exit 1 if not).
-A test runs the check, so the README cannot drift from ``--help`` or the op registry.
+``python -m ranp_onnx.cli.docs`` rewrites the blocks between their marker comments
+(``<!-- cli-reference:start -->`` ... ``<!-- cli-reference:end -->`` in docs/cli.md,
+``supported-ops`` in docs/ops.md); ``--check`` only reports whether they are up to date
+(exit 1 if not). A test runs the check, so the docs cannot drift from ``--help`` or the op
+registry.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import click
 from ..ops import OpRule, registered_rules
 from .main import cli
 
-#: Width the help is wrapped at in the README.
+#: Width the help is wrapped at in the docs.
 HELP_WIDTH = 100
-README = Path(__file__).resolve().parent.parent / "README.md"
+#: The repository's docs folder (the package is installed editable from the repository).
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def command_help(name: str | None = None) -> str:
@@ -97,40 +99,55 @@ def _block(name: str, content: str) -> Callable[[re.Match[str]], str]:
     return lambda _match: block
 
 
-def render_readme(text: str) -> str:
-    """Return ``text`` with every generated block replaced by its current content.
+#: The files the blocks live in.
+FILES = (DOCS / "cli.md", DOCS / "ops.md")
+
+
+def render_blocks(text: str) -> str:
+    """Return ``text`` with every generated block it holds replaced by its current content.
 
     Raises:
-        ValueError: A block's markers are missing.
+        ValueError: The text holds no generated block.
     """
+    found = False
     for name, generate in BLOCKS.items():
         pattern = re.compile(rf"<!-- {name}:start -->\n.*?<!-- {name}:end -->", flags=re.DOTALL)
-        if not pattern.search(text):
-            raise ValueError(f"README has no <!-- {name}:start --> ... end block")
-        text = pattern.sub(_block(name, generate()), text)
+        if pattern.search(text):
+            found = True
+            text = pattern.sub(_block(name, generate()), text)
+    if not found:
+        names = ", ".join(f"<!-- {name}:start -->" for name in BLOCKS)
+        raise ValueError(f"no generated block ({names} ... end)")
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Rewrite README.md's generated blocks, or check them (``--check``)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--readme", type=Path, default=README)
-    parser.add_argument("--check", action="store_true", help="Only report drift (exit 1).")
-    arguments = parser.parse_args(argv)
-    text = arguments.readme.read_text()
+def _update(path: Path, check: bool) -> int:
+    """Render one file's blocks; 0 if up to date or rewritten, 1 if stale under check."""
+    text = path.read_text()
     try:
-        updated = render_readme(text)
+        updated = render_blocks(text)
     except ValueError as error:
-        print(f"{arguments.readme}: {error}", file=sys.stderr)
+        print(f"{path}: {error}", file=sys.stderr)
         return 2
     if updated == text:
         return 0
-    if arguments.check:
-        print(f"{arguments.readme}: generated blocks are out of date", file=sys.stderr)
+    if check:
+        print(f"{path}: generated blocks are out of date", file=sys.stderr)
         return 1
-    arguments.readme.write_text(updated)
-    print(f"updated {arguments.readme}", file=sys.stderr)
+    path.write_text(updated)
+    print(f"updated {path}", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite the generated blocks of the docs, or check them (``--check``)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--file", "--readme", type=Path, action="append", help="Only this file (repeatable)."
+    )
+    parser.add_argument("--check", action="store_true", help="Only report drift (exit 1).")
+    arguments = parser.parse_args(argv)
+    return max(_update(path, arguments.check) for path in arguments.file or FILES)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ class ActivationRule(_Unary):
 
     The reference counter adds their outputs to its memory figure: they are ``nn.Module``
     calls in its models. A functional activation exports to the same ONNX node, so an
-    ONNX graph cannot tell the two apart (see I3D in the README).
+    ONNX graph cannot tell the two apart (see I3D in docs/results.md).
     """
 
     op_types: ClassVar[tuple[str, ...]] = (
