@@ -158,15 +158,17 @@ def _render(result: PruneResult, as_json: bool, output: Path) -> None:
     if result.plan.settings.get("scored_on"):
         click.echo(f"scored        on {result.plan.settings['scored_on']}")
     if result.validation is not None:
-        name, error = result.validation.worst
-        provider = result.validation.provider
-        click.echo(f"validated     max error {error:.2e} of output scale ({name}, {provider})")
-        if not result.validation.conclusive:
+        click.echo(f"validated     {result.validation.describe()}")
+        if result.validation.unchecked is not None:
             click.echo(
-                "note          the outputs hardly depend on the inputs (they change by "
-                f"{result.validation.input_sensitivity:.1e} of their scale between two random "
-                "inputs), so this check proves little: activations vanish in inference mode "
-                "(untrained BatchNorm statistics?) or the pruning cut every path from the inputs"
+                "note          only the outputs were compared, which proves little at "
+                "initialization: a wrong channel deep inside hardly moves them"
+            )
+        elif result.validation.degenerate:
+            zero = result.validation.degenerate
+            click.echo(
+                f"note          {len(zero)} of the tensors compared are all zero in the masked "
+                f"original (first: '{zero[0]}'), so their nodes' check proves nothing"
             )
     unprunable = [g for g in result.plan.groups if not g["prunable"]]
     for group in unprunable:

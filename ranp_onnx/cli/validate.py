@@ -84,10 +84,8 @@ def format_check(check: DeploymentCheck, reference: str | None) -> str:
             f"tolerance {check.tolerance:g})"
         )
     if check.oracle is not None:
-        name, error = check.oracle.worst
         lines.append(
-            f"oracle        equals {reference} masked by the plan: max error {error:.2e} "
-            f"of output scale ({name}, {check.oracle.provider})"
+            f"oracle        equals {reference} masked by the plan: {check.oracle.describe()}"
         )
     lines.append("passed")
     return "\n".join(lines)

@@ -155,6 +155,11 @@ class TorchGraph(torch.nn.Module):
         assert tensor is not None
         return tensor
 
+    @property
+    def steps(self) -> tuple[tuple[NodeInfo, OpRule], ...]:
+        """The nodes ``forward`` evaluates, in order, each with its op rule."""
+        return tuple((step.node, step.rule) for step in self._steps)
+
     def named_initializers(self) -> Iterator[tuple[str, torch.Tensor]]:
         """Yield (ONNX name, tensor) for every initializer, parameters and buffers alike."""
         for name in self._attribute_of:
