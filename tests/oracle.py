@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from ranp_onnx import runtime
 from ranp_onnx.analyse import analyse
 from ranp_onnx.channels import ChannelAnalysis, analyse_channels, pruned_shapes
 from ranp_onnx.costs import count_costs
@@ -43,7 +44,7 @@ def random_prune(model: onnx.ModelProto, sparsity: float, seed: int = 0) -> Orac
             fixed[group.units] = True
     keep, _ = apply_constraints(channels, raw, scores, fixed=fixed)
     pruned = rewrite(channels, keep)
-    onnx.checker.check_model(pruned, full_check=True)
+    runtime.check_model(pruned, full_check=True)
     result = validate(graph, pruned, channels.kept_indices(keep))
     after = analyse(pruned, graph.input_shapes)
     predicted = count_costs(pruned_shapes(channels, keep))
