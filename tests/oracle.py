@@ -10,6 +10,7 @@ import onnx
 from ranp_onnx.analysis.channels import ChannelAnalysis, analyse_channels, pruned_shapes
 from ranp_onnx.analysis.costs import count_costs
 from ranp_onnx.analysis.shapes import analyse
+from ranp_onnx.ir import runtime
 from ranp_onnx.rewrite.oracle import validate
 from ranp_onnx.rewrite.surgery import rewrite
 from ranp_onnx.selection.constraints import apply_constraints, global_keep
@@ -43,7 +44,7 @@ def random_prune(model: onnx.ModelProto, sparsity: float, seed: int = 0) -> Orac
             fixed[group.units] = True
     keep, _ = apply_constraints(channels, raw, scores, fixed=fixed)
     pruned = rewrite(channels, keep)
-    onnx.checker.check_model(pruned, full_check=True)
+    runtime.check_model(pruned, full_check=True)
     result = validate(graph, pruned, channels.kept_indices(keep))
     after = analyse(pruned, graph.input_shapes)
     predicted = count_costs(pruned_shapes(channels, keep))

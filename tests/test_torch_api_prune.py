@@ -8,6 +8,7 @@ initial weights (kept channels keep them unless re-initialised), torch's FlopCou
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,26 @@ def test_user_errors() -> None:
     with pytest.raises(DataError, match="integer class indices"):
         prune_module(module, x, [(pairs[0][0], pairs[0][1].float())], sparsity=0.5)
     assert ranp_onnx.prune_module is prune_module
+
+
+def test_labels_outside_the_classes_are_a_data_error_and_the_module_is_untouched() -> None:
+    module, x, pairs = user_network("resnet")  # 5 classes, one label per sample
+    before = copy.deepcopy(module.state_dict())
+    bad = pairs[1][1].clone()
+    bad[1] = 5
+    expected = (
+        r"batch 2: labels has label {label} \(in samples 0 to 1\) outside \[0, 5\){ignore}; "
+        r"expected integer class indices of shape \(N,\) to match the output '\w+' \[N, 5\]"
+    )
+    with pytest.raises(DataError) as raised:
+        prune_module(module, x, [pairs[0], (pairs[1][0], bad)], sparsity=0.5)
+    assert re.fullmatch(expected.format(label=5, ignore=""), str(raised.value))
+    by_hand = Batch(inputs={"input": pairs[1][0].numpy()}, labels=bad.numpy())
+    with pytest.raises(DataError) as raised:
+        prune_module(module, x, [pairs[0], by_hand], sparsity=0.5, ignore_index=255)
+    ignore = " or the ignore index 255"
+    assert re.fullmatch(expected.format(label=5, ignore=ignore), str(raised.value))
+    assert all(torch.equal(module.state_dict()[k], v) for k, v in before.items())
+    bad[1] = 255  # the ignore index is no error
+    result = prune_module(module, x, [pairs[0], (pairs[1][0], bad)], sparsity=0.5, ignore_index=255)
+    assert result.in_place and result.validation is not None

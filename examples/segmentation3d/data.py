@@ -141,9 +141,8 @@ def main(argv: list[str] | None = None) -> None:
         split=arguments.split,
     )
     np.savez(arguments.output, inputs=samples.inputs, labels=samples.labels)
-    print(
-        f"wrote {arguments.output}: {arguments.count} {arguments.family} volumes of {arguments.size}^3"
-    )
+    volumes = f"{arguments.count} {arguments.family} volumes of {arguments.size}^3"
+    print(f"wrote {arguments.output}: {volumes}")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,17 @@
 
 ``load_model`` is the only way the rest of the package gets a model. It refuses files that
 are not ONNX, truncated protobufs, external data that is missing or escapes the model's
-folder, operator domains the runtime does not know and opsets newer than the runtime.
+folder, IR versions newer than both the installed onnx and onnxruntime read, operator
+domains the runtime does not know and opsets newer than the runtime. A model whose IR
+version is above the onnx checker's is checked from a copy lowered to the checker's; the
+model itself keeps its IR version.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
@@ -64,7 +69,8 @@ def load_model(source: str | os.PathLike[str] | onnx.ModelProto | LoadedModel) -
     Raises:
         ModelLoadError: The file is missing, not ONNX, truncated or has unsafe or missing
             external data.
-        UnsupportedModelError: The model uses an operator domain or opset that the
+        UnsupportedModelError: The model's IR version is newer than both the installed
+            onnx and onnxruntime read, or it uses an operator domain or opset that the
             installed onnxruntime does not know.
     """
     if isinstance(source, LoadedModel):
@@ -79,7 +85,7 @@ def load_model(source: str | os.PathLike[str] | onnx.ModelProto | LoadedModel) -
         proto.CopyFrom(source)
         path = None
         external = False
-        _check_structure(proto, proto)
+        _check_structure(proto, None)
     else:
         path = Path(source)
         proto, external = _read_file(path)
@@ -103,7 +109,7 @@ def _read_file(path: Path) -> tuple[onnx.ModelProto, bool]:
     external_tensors = [t for t in _all_tensors(proto.graph) if _is_external(t)]
     for tensor in external_tensors:
         _check_external_location(path, tensor)
-    _check_structure(proto, str(path))
+    _check_structure(proto, path)
     if external_tensors:
         try:
             external_data_helper.load_external_data_for_model(proto, str(path.parent))
@@ -134,18 +140,53 @@ def _check_data_size(model_path: Path, tensor: onnx.TensorProto) -> None:
         )
 
 
-def _check_structure(proto: onnx.ModelProto, checkable: onnx.ModelProto | str) -> None:
-    where = checkable if isinstance(checkable, str) else (proto.graph.name or "model")
+def _check_structure(proto: onnx.ModelProto, path: Path | None) -> None:
+    """Run the onnx checker on the model (on its file, which holds no data, if it has one)."""
+    where = str(path) if path is not None else (proto.graph.name or "model")
     if proto.ir_version <= 0 or not proto.opset_import or not proto.graph.node:
         raise ModelLoadError(f"{where}: not an ONNX model (no IR version, opset or graph)")
-    try:
-        onnx.checker.check_model(checkable)
-    except Exception as error:
-        raise ModelLoadError(f"{where}: invalid ONNX model: {first_line(error)}") from error
+    if proto.ir_version > runtime.readable_ir_version():
+        raise UnsupportedModelError(
+            f"{where}: the model has IR version {proto.ir_version}; the installed onnxruntime "
+            f"reads IR versions up to {runtime.max_ir_version()} and onnx up to "
+            f"{runtime.checker_ir_version()}"
+        )
+    lowered = runtime.at_ir_version(proto, runtime.checker_ir_version())
+    with contextlib.ExitStack() as stack:
+        if path is None:
+            checkable: onnx.ModelProto | str = lowered
+        elif lowered is proto:
+            checkable = str(path)
+        else:
+            checkable = stack.enter_context(_lowered_file(lowered, path))
+        try:
+            onnx.checker.check_model(checkable)
+        except Exception as error:
+            raise ModelLoadError(f"{where}: invalid ONNX model: {first_line(error)}") from error
+
+
+@contextlib.contextmanager
+def _lowered_file(lowered: onnx.ModelProto, path: Path) -> Iterator[str]:
+    """Yield a file of ``lowered`` (``path``'s model at a lower IR version), for the checker.
+
+    It is written into a temporary folder, the user's files untouched. The checker opens
+    no external data file, it only checks that each is a regular file inside the model's
+    folder, so empty stand-ins take their places there (the real files are checked by
+    :func:`_check_external_location` and, once read, :func:`_check_data_size`).
+    """
+    with tempfile.TemporaryDirectory(prefix="ranp-check-") as folder:
+        for tensor in _all_tensors(lowered.graph):
+            if _is_external(tensor):
+                stand_in = Path(folder, _external_info(tensor)["location"])
+                stand_in.parent.mkdir(parents=True, exist_ok=True)
+                stand_in.touch()
+        copy = Path(folder, path.name)
+        copy.write_bytes(lowered.SerializeToString())
+        yield str(copy)
 
 
 def _check_external_location(model_path: Path, tensor: onnx.TensorProto) -> None:
-    info = {entry.key: entry.value for entry in tensor.external_data}
+    info = _external_info(tensor)
     location = info.get("location", "")
     pure = Path(location)
     windows = PureWindowsPath(location)
@@ -214,6 +255,10 @@ def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
 
 def _is_external(tensor: onnx.TensorProto) -> bool:
     return tensor.HasField("data_location") and tensor.data_location == onnx.TensorProto.EXTERNAL
+
+
+def _external_info(tensor: onnx.TensorProto) -> dict[str, str]:
+    return {entry.key: entry.value for entry in tensor.external_data}
 
 
 def _numel(dims: Iterable[int]) -> int:

@@ -1,15 +1,17 @@
-"""The installed onnxruntime: what it accepts, and sessions on it.
+"""The installed onnxruntime and onnx: what they accept, and sessions on the runtime.
 
 onnxruntime is imported lazily so that the package imports without it; the limits it
 accepts (IR version, default-domain opset) are probed once on tiny models rather than read
-from a table, so a newer or older runtime is handled as it is.
+from a table, so a newer or older runtime is handled as it is. The runtime's IR version
+may be above, equal to or below the onnx checker's: a model is checked from a copy at the
+checker's (:func:`check_model`) and run from a copy at the runtime's (:func:`make_session`).
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import onnx
@@ -54,23 +56,85 @@ def _accepts(ir_version: int, opset: int) -> bool:
     return True
 
 
+#: How far above the installed onnx's IR version and opset the runtime's are looked for.
+PROBE_SPAN = 16
+
+
+def _highest(accepts: Callable[[int], bool], lowest: int, start: int) -> int | None:
+    """Return the highest value ``accepts``, searching down from ``start`` then up.
+
+    The accepted values run without a gap from ``lowest`` up, and the highest may lie above
+    ``start`` (a runtime newer than the installed onnx): at most :data:`PROBE_SPAN` above.
+    """
+    value = start
+    while value >= lowest and not accepts(value):
+        value -= 1
+    if value < lowest:
+        return None
+    while value < start + PROBE_SPAN and accepts(value + 1):
+        value += 1
+    return value
+
+
 @functools.cache
 def max_ir_version() -> int:
-    """Return the highest model IR version the installed onnxruntime loads."""
-    for ir_version in range(onnx.IR_VERSION + 2, 2, -1):
-        if _accepts(ir_version, 11):
-            return ir_version
-    raise UnsupportedModelError("the installed onnxruntime loads no IR version (probe failed)")
+    """Return the highest model IR version the installed onnxruntime loads.
+
+    It may be above, equal to or below :func:`checker_ir_version`: onnx and onnxruntime
+    are released apart.
+    """
+    found = _highest(lambda ir_version: _accepts(ir_version, 11), 3, checker_ir_version())
+    if found is None:
+        raise UnsupportedModelError("the installed onnxruntime loads no IR version (probe failed)")
+    return found
 
 
 @functools.cache
 def max_opset() -> int:
     """Return the highest default-domain opset the installed onnxruntime loads."""
     ir_version = max_ir_version()
-    for opset in range(onnx.defs.onnx_opset_version() + 2, 6, -1):
-        if _accepts(ir_version, opset):
-            return opset
-    raise UnsupportedModelError("the installed onnxruntime loads no opset (probe failed)")
+    found = _highest(lambda opset: _accepts(ir_version, opset), 7, onnx.defs.onnx_opset_version())
+    if found is None:
+        raise UnsupportedModelError("the installed onnxruntime loads no opset (probe failed)")
+    return found
+
+
+def checker_ir_version() -> int:
+    """Return the highest IR version the installed onnx checker accepts."""
+    return int(onnx.IR_VERSION)
+
+
+def readable_ir_version() -> int:
+    """Return the highest IR version a model may have to be loaded.
+
+    A model the runtime reads is checked from a copy at the checker's IR version; one the
+    checker reads is run from a copy at the runtime's (IR versions only add features: a
+    model that needs the newer one fails the check or the session).
+    """
+    return max(checker_ir_version(), max_ir_version())
+
+
+def at_ir_version(model: onnx.ModelProto, ir_version: int) -> onnx.ModelProto:
+    """Return ``model`` if its IR version is at most ``ir_version``, else a copy at it.
+
+    The caller's proto is never modified.
+    """
+    if model.ir_version <= ir_version:
+        return model
+    lowered = onnx.ModelProto()
+    lowered.CopyFrom(model)
+    lowered.ir_version = ir_version
+    return lowered
+
+
+def check_model(model: onnx.ModelProto, *, full_check: bool = False) -> None:
+    """Run ``onnx.checker.check_model`` on the model, at an IR version the checker knows.
+
+    Raises:
+        onnx.checker.ValidationError: The model is not valid ONNX.
+        onnx.shape_inference.InferenceError: With ``full_check``: shape inference fails.
+    """
+    onnx.checker.check_model(at_ir_version(model, checker_ir_version()), full_check=full_check)
 
 
 def runtime_ir_version(model: onnx.ModelProto) -> int:
@@ -132,12 +196,8 @@ def make_session(
         options.log_severity_level = 3
     if not isinstance(model, onnx.ModelProto):
         return _open_session(ort, str(model), options, providers)
-    if model.ir_version > max_ir_version():
-        lowered = onnx.ModelProto()
-        lowered.CopyFrom(model)
-        lowered.ir_version = max_ir_version()
-        model = lowered
-    return _open_session(ort, model.SerializeToString(), options, providers)
+    lowered = at_ir_version(model, max_ir_version())
+    return _open_session(ort, lowered.SerializeToString(), options, providers)
 
 
 def _open_session(

@@ -185,7 +185,7 @@ def _check(pruned: onnx.ModelProto) -> None:
     if pruned.ByteSize() >= PROTOBUF_LIMIT:
         return
     try:
-        onnx.checker.check_model(pruned, full_check=True)
+        runtime.check_model(pruned, full_check=True)
     except Exception as error:  # ValidationError, InferenceError: both fail the proof
         lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
         raise ValidationError(

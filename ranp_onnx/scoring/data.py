@@ -142,7 +142,7 @@ def open_data(
         raise DataError(f"the number of batches must be at least 1, got {batches}")
     if isinstance(source, str) and source == RANDOM:
         return _random_source(graph, batch_size, batches or 1, seed)
-    layout = _layout(graph, loss, ignore_index)
+    layout = layout_for(graph, loss, ignore_index)
     path = Path(source)
     shards = find_shards(path, layout)
     samples = sum(shard.samples for shard in shards)
@@ -225,8 +225,13 @@ def _input_dtype(graph: GraphAnalysis, name: str) -> np.dtype:
     return dtype
 
 
-def _layout(graph: GraphAnalysis, loss: str, ignore_index: int | None) -> Layout:
-    """What every array must be for this model and loss."""
+def layout_for(graph: GraphAnalysis, loss: str, ignore_index: int | None) -> Layout:
+    """Return what every array must be for this model and loss.
+
+    Raises:
+        DataError: An unknown loss, or a classification loss on an output without at
+            least 2 classes on axis 1.
+    """
     if loss not in LABELS_BY_LOSS:
         raise DataError(f"unknown loss '{loss}': choose one of {', '.join(LABELS_BY_LOSS)}")
     inputs = []

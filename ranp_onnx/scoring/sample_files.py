@@ -268,25 +268,49 @@ class CheckedRows:
         start = self.rows.offset
         with np.errstate(over="ignore"):  # an overflow to Inf is reported below
             values = self.rows.read(count).astype(self.spec.dtype, order="C")
-        samples = f"samples {start} to {start + count - 1}" if count > 1 else f"sample {start}"
+        samples = samples_text(start, count)
         if self.spec.kind in ("float", "targets") and not np.isfinite(values).all():
             raise DataError(
                 f"{self.where} has NaN or Inf (in {samples}, as {self.spec.dtype}); "
                 f"expected finite values, {self.spec.expected()}"
             )
         if self.spec.kind == "classes":
-            classes, ignore_index = self.layout.classes or 0, self.layout.ignore_index
-            valid = (values >= 0) & (values < classes)
-            if ignore_index is not None:
-                valid |= values == ignore_index
-            if not valid.all():
-                bad = int(values[~valid].flat[0])
-                ignore = "" if ignore_index is None else f" or the ignore index {ignore_index}"
-                raise DataError(
-                    f"{self.where} has label {bad} (in {samples}) outside [0, {classes})"
-                    f"{ignore}; expected {self.spec.expected()}"
-                )
+            check_class_labels(values, self.layout, self.where, samples)
         return values
+
+
+def samples_text(start: int, count: int) -> str:
+    """Return "sample 4" or "samples 4 to 7": where in the data a problem is."""
+    return f"samples {start} to {start + count - 1}" if count > 1 else f"sample {start}"
+
+
+def check_class_labels(values: np.ndarray, layout: Layout, where: str, samples: str) -> None:
+    """Refuse class labels outside ``[0, C)`` that are not the ignore index.
+
+    The one check of label values: sample files are checked as they are read, and the
+    scorer checks every batch it is given (from a DataLoader, or a Batch made by hand).
+
+    Args:
+        values: The labels.
+        layout: The classes C, the ignore index and the labels' spec.
+        where: What holds them, e.g. "train.npz: array 'labels'" or "batch 2: labels".
+        samples: Which samples they are (:func:`samples_text`).
+
+    Raises:
+        DataError: A label is out of range; the message names the first.
+    """
+    classes, ignore_index = layout.classes or 0, layout.ignore_index
+    valid = (values >= 0) & (values < classes)
+    if ignore_index is not None:
+        valid |= values == ignore_index
+    if not valid.all():
+        bad = values[~valid].flat[0]
+        bad_text = int(bad) if float(bad).is_integer() else float(bad)
+        ignore = "" if ignore_index is None else f" or the ignore index {ignore_index}"
+        raise DataError(
+            f"{where} has label {bad_text} (in {samples}) outside [0, {classes}){ignore}; "
+            f"expected {layout.labels.expected()}"
+        )
 
 
 @dataclass(frozen=True)

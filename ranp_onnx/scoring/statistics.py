@@ -21,7 +21,8 @@ from ..errors import DataError
 from ..ops import rule_for
 from ..progress import Progress
 from . import distributed
-from .data import Batch
+from .data import LABELS_BY_LOSS, Batch, layout_for
+from .sample_files import Layout, check_class_labels, samples_text
 
 if TYPE_CHECKING:
     import torch
@@ -178,6 +179,9 @@ class _Scorer:
         self.logits = _logits_of(channels, output)
         classes = graph.shape(output)[1] if len(graph.shape(output)) > 1 else 1
         self.loss = make_loss(loss_name, classes=classes, ignore_index=ignore_index)
+        self.loss_name = loss_name
+        self.ignore_index = ignore_index
+        self.layout: Layout | None = None
         layers = channels.layers
         self.capture = list(
             dict.fromkeys([self.logits, *(x.output for x in layers), *(x.weight for x in layers)])
@@ -205,7 +209,10 @@ class _Scorer:
                 captured[name].retain_grad()
         for i, layer in enumerate(self.channels.layers):
             self._add_taylor_on_backward(i, captured[layer.output])
-        labels = None if batch.labels is None else torch.from_numpy(batch.labels).to(self.device)
+        labels = None
+        if batch.labels is not None:
+            self._check_labels(batch.labels)
+            labels = torch.from_numpy(batch.labels).to(self.device)
         try:
             loss = self.loss(captured[self.logits], labels)
         except ValueError as error:
@@ -223,6 +230,15 @@ class _Scorer:
                 self.signed[i] += product
         self.count += 1
         self.loss_sum += float(loss.detach())
+
+    def _check_labels(self, labels: np.ndarray) -> None:
+        """Refuse class labels out of range before the loss indexes with them."""
+        if LABELS_BY_LOSS.get(self.loss_name) != "classes":
+            return
+        if self.layout is None:
+            self.layout = layout_for(self.channels.graph, self.loss_name, self.ignore_index)
+        samples = samples_text(0, labels.shape[0] if labels.ndim else 1)
+        check_class_labels(labels, self.layout, f"batch {self.count + 1}: labels", samples)
 
     def _add_taylor_on_backward(self, layer: int, activation: torch.Tensor) -> None:
         """Add the layer's Taylor term when its output's gradient arrives.
