@@ -182,6 +182,22 @@ class FlattenHead(nn.Module):
         return self.fc2(F.dropout(torch.relu(self.fc1(torch.flatten(y, 1))), 0.5, self.training))
 
 
+class EinsumPatterns(nn.Module):
+    """Einsum carries a's and b's channels to axis 1, sums c's and moves d's (D = C = 4)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c, self.d = conv(2, 4), conv(2, 4), conv(2, 3), conv(2, 4)
+        self.scale = nn.Parameter(torch.rand(4) + 0.5)
+        self.head, self.side = conv(4, 3, 1), conv(4, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gated = torch.einsum("ncdhw,ncdhw,c->ncdhw", self.a(x), self.b(x), self.scale)
+        mixed = torch.einsum("nkdhw,ncdhw->nkdhw", gated, self.c(x))
+        moved = torch.einsum("ncdhw->ndchw", self.d(x))
+        return self.head(torch.relu(mixed)) + self.side(moved)
+
+
 class NormsSharingOnes(nn.Module):
     """An InstanceNorm and a LayerNorm over the last axis (W = C = 4), both weights of ones.
 
@@ -260,6 +276,17 @@ def _check_groupnorm(channels: ChannelAnalysis) -> None:
     assert group.width == 4  # 8 channels in 4 normalisation groups of 2
 
 
+def _check_einsum(channels: ChannelAnalysis) -> None:
+    by_layers = {group.layers: group for group in channels.groups}
+    assert by_layers[("/a/Conv", "/b/Conv")].prunable  # tied through the product
+    summed = by_layers[("/c/Conv",)]
+    assert not summed.prunable and "sums over input 1's channel axis" in str(summed.reason)
+    moved = by_layers[("/d/Conv",)]
+    assert not moved.prunable and "moves input 0's channel axis to output axis 2" in str(
+        moved.reason
+    )
+
+
 CASES: list[tuple[type[nn.Module], tuple[int, ...], Check | None]] = [
     (CascadedConcat, (1, 2, 4, 4, 4), None),
     (ConcatThenSplit, (1, 2, 4, 4, 4), None),
@@ -273,6 +300,7 @@ CASES: list[tuple[type[nn.Module], tuple[int, ...], Check | None]] = [
     (NormalisationsAndSlices, (1, 2, 4, 4, 4), None),
     (SharedWeights, (1, 2, 4, 4, 4), None),
     (FlattenHead, (2, 2, 4, 4, 4), None),
+    (EinsumPatterns, (1, 2, 4, 4, 4), _check_einsum),
     (NormsSharingOnes, (1, 2, 4, 4, 4), None),
 ]
 
