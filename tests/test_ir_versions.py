@@ -18,13 +18,13 @@ import pytest
 from builders import make_model, random_weights
 from onnx import helper
 from oracle import random_prune
-from ranp_onnx.analysis.shapes import analyse
-from ranp_onnx.ir.load import load_model
-from ranp_onnx.reporting.profiling import measure
-from ranp_onnx.ir.save import save_model
 
-from ranp_onnx.ir import runtime
+from ranp_onnx.analysis.shapes import analyse
 from ranp_onnx.errors import UnsupportedModelError
+from ranp_onnx.ir import runtime
+from ranp_onnx.ir.load import load_model
+from ranp_onnx.ir.save import save_model
+from ranp_onnx.reporting.profiling import measure
 
 WEIGHTS = random_weights(2, w=(4, 2, 3, 3, 3), b=(4,), w2=(3, 4, 1, 1, 1))
 X = np.random.default_rng(3).standard_normal((1, 2, 4, 4, 4)).astype(np.float32)

@@ -228,10 +228,13 @@ def analyse_channels(graph: GraphAnalysis) -> ChannelAnalysis:
         if all(graph.tensors[name].static for name in node.outputs if name in graph.tensors):
             continue
         rule = rule_for(node.op_type, node.domain)
+        channels.coupling = node
         if rule is None:
             channels.block_node(node, f"no rule for op '{node.op_type}'")
         else:
             rule.couple(node, graph, channels)
+        channels.coupling = None
+    _block_statics_read_unsliced(channels)
     _trace_static_sources(channels)
     for name in graph.input_names:
         channels.block(name, f"channels of graph input '{name}'")
@@ -255,6 +258,32 @@ def _segments(
         if key not in group_units and key not in found:
             found[key] = units
     return tuple(found.values())
+
+
+def _block_statics_read_unsliced(channels: ChannelGraph) -> None:
+    """Fix the spaces of static tensors that a consumer reads whole.
+
+    The dynamo exporter stores equal initializers once and feeds them to every node that
+    uses them (a LayerNormalization's and an InstanceNormalization's scale of ones). A
+    space on such a tensor is sliced for every reader, so every node that reads it at run
+    time must have declared that space; a node whose outputs are all static is exempt (the
+    rewriter gives what it computes its own value).
+    """
+    graph = channels.graph
+    for space in list(channels.spaces()):
+        info = graph.tensors.get(space.tensor)
+        if info is None or not info.static or space.tensor in channels.blocked:
+            continue
+        readers = channels.declared[(space.tensor, space.axis)]
+        for node in graph.consumers(space.tensor):
+            outputs = [graph.tensors.get(name) for name in node.outputs]
+            if node.name in readers or all(out is None or out.static for out in outputs):
+                continue
+            channels.block(
+                space.tensor,
+                f"'{space.tensor}' is also read by node '{node.name}', which does not slice it",
+            )
+            break
 
 
 def _trace_static_sources(channels: ChannelGraph) -> None:

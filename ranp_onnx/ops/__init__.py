@@ -3,6 +3,7 @@
 from . import (
     activation,
     conv,
+    einsum,
     elementwise,
     linear,
     normalization,
@@ -29,6 +30,7 @@ __all__ = [
     "OpRule",
     "activation",
     "conv",
+    "einsum",
     "elementwise",
     "linear",
     "normalization",

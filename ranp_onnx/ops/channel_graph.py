@@ -45,7 +45,9 @@ class ChannelGraph:
 
     What the rules declared is kept in public attributes for :mod:`ranp_onnx.analysis.channels`:
     ``blocked`` (tensor -> reason), ``layers`` (node, output space, weight), ``equal``
-    (space, groups, node), ``derived``, ``recomputed`` and ``members`` (tensor -> nodes).
+    (space, groups, node), ``derived``, ``recomputed``, ``members`` (tensor -> nodes) and
+    ``declared`` ((tensor, axis) -> the nodes whose rule asked for that space, recorded
+    while :attr:`coupling` names the node being coupled).
 
     Rules call :meth:`space`, :meth:`tie`, :meth:`tie_blocks`, :meth:`block`,
     :meth:`add_layer` and :meth:`equal_groups`; :func:`analyse_channels` turns the result
@@ -62,6 +64,8 @@ class ChannelGraph:
         self.derived: list[tuple[str, int, tuple[str, int], int]] = []
         self.recomputed: set[str] = set()
         self.members: dict[str, set[str]] = defaultdict(set)
+        self.declared: dict[tuple[str, int], set[str]] = defaultdict(set)
+        self.coupling: NodeInfo | None = None
 
     # -- spaces ------------------------------------------------------------------------
     def space(self, tensor: str, axis: int = 1, *, size: int | None = None) -> Space:
@@ -77,6 +81,8 @@ class ChannelGraph:
             axis = axis % len(shape) if shape else 0
             size = shape[axis] if shape else 1
         key = (tensor, axis)
+        if self.coupling is not None:
+            self.declared[key].add(self.coupling.name)
         found = self._spaces.get(key)
         if found is not None:
             if found.size != size:

@@ -231,17 +231,20 @@ class LayerNormalizationRule(_Normalization):
         variance = x.var(dim=axes, unbiased=False, keepdim=True)
         return [y, mean, torch.rsqrt(variance + epsilon)]
 
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Normalising over the channel axis mixes channels; over trailing axes it does not.
+
+        The scale and bias span the normalised (trailing) axes, so they are never sliced.
+        """
+        rank = len(graph.shape(node.inputs[0]))
+        if int(node.attribute("axis", -1)) % rank <= 1:
+            channels.block_node(node, "LayerNormalization over the channel axis")
+            return
+        pass_through(node, graph, channels)
+
 
 def _graph_training(node: NodeInfo, opset: int) -> bool:
     """Return True if the graph asks this BatchNormalization for batch statistics."""
     if opset >= 14:
         return bool(node.attribute("training_mode", 0))
     return any(node.outputs[1:])
-
-    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
-        """Normalising over the channel axis mixes channels; over trailing axes it does not."""
-        rank = len(graph.shape(node.inputs[0]))
-        if int(node.attribute("axis", -1)) % rank <= 1:
-            channels.block_node(node, "LayerNormalization over the channel axis")
-            return
-        pass_through(node, graph, channels)
