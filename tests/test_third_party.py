@@ -132,7 +132,7 @@ def test_every_method_prunes_exactly_or_refuses_clearly(name: str) -> None:
                 continue
             validation = result.validation
             assert validation is not None and validation.worst[1] <= 1e-4
-            # Every tensor was compared node by node, each with signal.
+            # The proof ran node by node.
             assert validation.conclusive and validation.tensors > 0, validation
             full_macs = result.before.totals.macs
             assert result.after.totals.macs < full_macs
