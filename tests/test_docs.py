@@ -46,7 +46,9 @@ def test_the_ops_table_lists_every_registered_op_once() -> None:
     assert sorted(listed) == registered_op_types()
     assert f"{len(listed)} ops in" in table
     assert re.search(r"\| `Conv` \| conv \| layer: output channels are neurons \|", table)
-    assert re.search(r"\| `Constant`, `ConstantOfShape`, `Range` \| shape \| kept", table)
+    assert re.search(r"\| `Constant`, `Range` \| shape \| kept", table)
+    assert re.search(r"\| `ConstantOfShape` \| shape \| regenerated at the pruned width \|", table)
+    assert re.search(r"\| `Pad` \| padding \| coupled \| yes \| yes \|", table)
 
 
 def test_a_stale_block_is_reported_and_rewritten(tmp_path: Path) -> None:

@@ -106,6 +106,10 @@ def check_layers_agree_with_their_tensors(module: torch.nn.Module) -> None:
             assert (layer.out_features, layer.in_features) == tuple(layer.weight.shape)
         elif isinstance(layer, torch.nn.PReLU):
             assert layer.num_parameters == layer.weight.numel()
+        elif isinstance(layer, torch.nn.GroupNorm):
+            assert layer.num_channels % layer.num_groups == 0
+            if layer.weight is not None:
+                assert layer.num_channels == layer.weight.shape[0] == layer.bias.shape[0]
 
 
 @pytest.mark.parametrize("name", sorted(USER))

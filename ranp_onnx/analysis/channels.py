@@ -33,6 +33,7 @@ from ..errors import PlanError, UnsupportedModelError
 from ..ir.graph import GraphAnalysis, TensorInfo
 from ..ops import rule_for
 from ..ops.channel_graph import ChannelGraph
+from .channel_statics import follow_computed_statics, trace_static_sources
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class ChannelGroup:
         equal_blocks: For grouped convolutions: the unit ids in each block that must keep
             equally many units (empty if no such constraint).
         reasons: Every reason the group must be kept whole, sorted (empty if prunable).
+        notes: How op rules coupled its channels, where a rule said so (channels pruned in
+            whole normalisation groups, zero padding that joins a residual stream).
     """
 
     id: int
@@ -80,6 +83,7 @@ class ChannelGroup:
     reason: str | None
     equal_blocks: tuple[np.ndarray, ...]
     reasons: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def width(self) -> int:
@@ -103,8 +107,12 @@ class ChannelAnalysis:
         spaces: Unit id of every element of every space, keyed by (tensor, axis).
         derived: Axes whose new length is another space's kept count divided by a factor
             (a grouped conv weight's per-group axis), as (tensor, axis, source, divisor).
-        recomputed: Static tensors computed at run time from a sliced source initializer
-            (``Unsqueeze(prelu.weight)``): the rewriter slices the source, not them.
+        recomputed: Static tensors computed at run time that the rewriter does not store:
+            from a sliced source initializer (``Unsqueeze(prelu.weight)``), or regenerated.
+        regenerated: (tensor, axis) of static tensors computed from activation shapes whose
+            producer's rule gives that axis its pruned length (a ConstantOfShape).
+        stored: Static tensors computed from activation shapes that the rewriter stores,
+            pruned or not (every input dimension is fixed, so their value is too).
         segments: Unit sets of activations that hold only part of a group (a Split or
             Slice output): each must keep a unit, or a tensor would have no channels.
         blocked: Why each blocked tensor keeps its channels, keyed by tensor name.
@@ -120,6 +128,8 @@ class ChannelAnalysis:
     spaces: Mapping[tuple[str, int], np.ndarray]
     derived: tuple[tuple[str, int, tuple[str, int], int], ...] = ()
     recomputed: frozenset[str] = frozenset()
+    regenerated: tuple[tuple[str, int], ...] = ()
+    stored: frozenset[str] = frozenset()
     segments: tuple[np.ndarray, ...] = ()
     blocked: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
@@ -235,7 +245,8 @@ def analyse_channels(graph: GraphAnalysis) -> ChannelAnalysis:
             rule.couple(node, graph, channels)
         channels.coupling = None
     _block_statics_read_unsliced(channels)
-    _trace_static_sources(channels)
+    trace_static_sources(channels)
+    follow_computed_statics(channels)
     for name in graph.input_names:
         channels.block(name, f"channels of graph input '{name}'")
     for name in graph.output_names:
@@ -284,37 +295,6 @@ def _block_statics_read_unsliced(channels: ChannelGraph) -> None:
                 f"'{space.tensor}' is also read by node '{node.name}', which does not slice it",
             )
             break
-
-
-def _trace_static_sources(channels: ChannelGraph) -> None:
-    """Tie static channel spaces back through layout-only ops to their initializer.
-
-    Only where the source feeds nothing else: an initializer shared with other nodes (the
-    torchscript exporter's ``Identity`` aliases of equal initializers) is left alone and
-    the rewriter stores a sliced copy for this consumer instead.
-    """
-    graph = channels.graph
-    pending = [s for s in channels.spaces() if _is_computed_static(graph, s.tensor)]
-    while pending:
-        space = pending.pop()
-        producer = graph.producer(space.tensor)
-        rule = rule_for(producer.op_type, producer.domain) if producer is not None else None
-        source = rule.static_source(producer, graph, space.axis) if rule and producer else None
-        if source is None or len(graph.consumers(source[0])) != 1:
-            continue
-        name, axis = source
-        if graph.tensors[name].shape is None or graph.shape(name)[axis] != space.size:
-            continue
-        known = channels.has_space(name, axis)
-        channels.tie(space, channels.space(name, axis))
-        channels.recomputed.add(space.tensor)
-        if not known and _is_computed_static(graph, name):
-            pending.append(channels.space(name, axis))
-
-
-def _is_computed_static(graph: GraphAnalysis, name: str) -> bool:
-    info = graph.tensors.get(name)
-    return info is not None and info.static and not graph.is_initializer(name)
 
 
 def _unit_reasons(
@@ -378,6 +358,8 @@ def _finish(channels: ChannelGraph) -> ChannelAnalysis:
         spaces=spaces,
         derived=tuple(channels.derived),
         recomputed=frozenset(channels.recomputed),
+        regenerated=tuple(channels.regenerated),
+        stored=frozenset(channels.stored),
         segments=_segments(channels, groups, unit_of_element),
         blocked=dict(channels.blocked),
     )
@@ -406,6 +388,7 @@ def _groups(
     for space in channels.spaces():
         for unit in np.unique(unit_of_element[space.ids]).tolist():
             tensors_of_unit[unit].add(space.tensor)
+    notes = [(set(unit_of_element[ids].tolist()), text) for ids, text in channels.notes]
     for signature, units in by_signature.items():
         group_id = len(groups)
         unit_array = np.array(units, dtype=np.int64)
@@ -430,6 +413,7 @@ def _groups(
                 reason=reason,
                 equal_blocks=blocks,
                 reasons=tuple(reasons),
+                notes=tuple(dict.fromkeys(text for found, text in notes if found & set(units))),
             )
         )
     return groups, unit_group

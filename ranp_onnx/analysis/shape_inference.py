@@ -58,10 +58,25 @@ def infer_node(
                 onnx.helper.np_dtype_to_tensor_dtype(value.dtype), value.shape
             )
     else:
-        for name, type_proto in _infer_types(node, proto, model, types, values).items():
+        given = _rule_output_types(node, types)
+        inferred = given if given is not None else _infer_types(node, proto, model, types, values)
+        for name, type_proto in inferred.items():
             types[name] = type_proto
     if is_static:
         static.update(name for name in node.outputs if name)
+
+
+def _rule_output_types(
+    node: NodeInfo, types: dict[str, onnx.TypeProto]
+) -> dict[str, onnx.TypeProto] | None:
+    """The rule's output types where it gives them (ops ONNX cannot infer), else None."""
+    rule = rule_for(node.op_type, node.domain)
+    shapes = [concrete_shape(types[name]) if name else None for name in node.inputs]
+    given = rule.output_shapes(node, shapes) if rule is not None else None
+    if given is None:
+        return None
+    elem_type = types[node.inputs[0]].tensor_type.elem_type
+    return {name: tensor_type(elem_type, shape) for name, shape in zip(node.outputs, given)}
 
 
 def _infer_types(

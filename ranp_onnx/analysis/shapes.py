@@ -149,6 +149,20 @@ def require_convolution(graph: GraphAnalysis) -> None:
     )
 
 
+def has_open_input_dimensions(graph: GraphAnalysis) -> bool:
+    """Return True if some graph input leaves a dimension open (a dynamic batch, say).
+
+    A static tensor computed from such an input's shape changes with it, so a pruned model
+    must keep computing it rather than store the value seen at the analysed shapes.
+    """
+    declared = {value.name: value for value in graph.model.proto.graph.input}
+    return any(
+        not _is_fixed(dim)
+        for name in graph.input_names
+        for dim in declared[name].type.tensor_type.shape.dim
+    )
+
+
 def _check_shapes_fit(graph: GraphAnalysis) -> None:
     """Ask each rule to check what ONNX shape inference leaves unchecked; refuse empty tensors."""
     for node in graph.nodes:

@@ -57,10 +57,18 @@ def _overrides(rule: OpRule, method: str) -> bool:
     return getattr(type(rule), method) is not getattr(OpRule, method)
 
 
+def _rewrites(rule: OpRule) -> bool:
+    return _overrides(rule, "rewrite") or _overrides(rule, "regenerate")
+
+
 def _channels(rule: OpRule) -> str:
     if rule.weight_input is not None:
         return "layer: output channels are neurons"
-    return "coupled" if _overrides(rule, "couple") else "kept (no channel rule)"
+    if _overrides(rule, "couple"):
+        return "coupled"
+    if _overrides(rule, "follows_channels"):
+        return "regenerated at the pruned width"
+    return "kept (no channel rule)"
 
 
 def supported_ops_table() -> str:
@@ -79,7 +87,7 @@ def supported_ops_table() -> str:
             f"| {', '.join(f'`{op}`' for op in op_types)} "
             f"| {rule_class.__module__.rsplit('.', 1)[-1]} | {_channels(rule)} "
             f"| {'yes' if _overrides(rule, 'evaluate') else 'no'} "
-            f"| {'yes' if _overrides(rule, 'rewrite') else '-'} | {doc} |"
+            f"| {'yes' if _rewrites(rule) else '-'} | {doc} |"
         )
     count = sum(len(ops) for ops in rows.values())
     lines += ["", f"{count} ops in {len(rows)} rules."]

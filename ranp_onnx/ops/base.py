@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
 
 import numpy as np
 
-from ..errors import UnsupportedModelError
+from ..errors import InternalError, UnsupportedModelError
 from ..ir.graph import numel as numel  # re-exported for the rule families
 
 if TYPE_CHECKING:
@@ -156,6 +156,40 @@ class OpRule:
         sliced copy of the chain's output, so parameter names survive pruning.
         """
         return None
+
+    def output_shapes(
+        self, node: NodeInfo, shapes: Sequence[tuple[int, ...] | None]
+    ) -> list[tuple[int, ...]] | None:
+        """Output shapes for an op whose ONNX schema infers none, else None (the default).
+
+        ONNX infers no shapes for some function ops (GroupNormalization); rules answer for
+        them from the input shapes (None where unknown). The outputs get input 0's element
+        type.
+        """
+        return None
+
+    def follows_channels(self, node: NodeInfo, graph: GraphAnalysis, axis: int) -> bool:
+        """Whether :meth:`regenerate` can give output ``axis`` of this static node its length.
+
+        Asked of the producer of a static tensor that is computed from activation shapes
+        and sliced with channels (``torch.zeros(x.size(0), k, ...)`` concatenated to a
+        residual stream): such a tensor stays computed, so the pruned model still takes
+        every input shape the original took. The default is False.
+        """
+        return False
+
+    def regenerate(
+        self, node: NodeInfo, graph: GraphAnalysis, context: RewriteContext, axis: int
+    ) -> None:
+        """Make output ``axis`` come out at its pruned length, ``context.new_size(output, axis)``.
+
+        Called for every axis :meth:`follows_channels` accepted, whether or not it lost
+        channels (the computation may read the shape of an activation that did).
+
+        Raises:
+            InternalError: The rule accepted an axis it cannot regenerate.
+        """
+        raise InternalError(f"node '{node.name}': op '{node.op_type}' regenerates nothing")
 
     def shape_value(self, node: NodeInfo, shape: tuple[int, ...]) -> np.ndarray | None:
         """For ops whose output depends only on their input's shape (Shape, Size): the output.

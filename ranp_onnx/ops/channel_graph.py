@@ -45,13 +45,14 @@ class ChannelGraph:
 
     What the rules declared is kept in public attributes for :mod:`ranp_onnx.analysis.channels`:
     ``blocked`` (tensor -> reason), ``layers`` (node, output space, weight), ``equal``
-    (space, groups, node), ``derived``, ``recomputed``, ``members`` (tensor -> nodes) and
-    ``declared`` ((tensor, axis) -> the nodes whose rule asked for that space, recorded
-    while :attr:`coupling` names the node being coupled).
+    (space, groups, node), ``derived``, ``recomputed``, ``regenerated`` and ``stored``
+    (see :mod:`ranp_onnx.analysis.channel_statics`), ``members`` (tensor -> nodes), ``notes``
+    (element ids, text) and ``declared`` ((tensor, axis) -> the nodes whose rule asked for
+    that space, recorded while :attr:`coupling` names the node being coupled).
 
     Rules call :meth:`space`, :meth:`tie`, :meth:`tie_blocks`, :meth:`block`,
-    :meth:`add_layer` and :meth:`equal_groups`; :func:`analyse_channels` turns the result
-    into a :class:`ChannelAnalysis`.
+    :meth:`add_layer`, :meth:`equal_groups` and :meth:`note`; :func:`analyse_channels`
+    turns the result into a :class:`ChannelAnalysis`.
     """
 
     def __init__(self, graph: GraphAnalysis) -> None:
@@ -63,9 +64,12 @@ class ChannelGraph:
         self.equal: list[tuple[Space, int, str]] = []
         self.derived: list[tuple[str, int, tuple[str, int], int]] = []
         self.recomputed: set[str] = set()
+        self.regenerated: list[tuple[str, int]] = []
+        self.stored: set[str] = set()
         self.members: dict[str, set[str]] = defaultdict(set)
         self.declared: dict[tuple[str, int], set[str]] = defaultdict(set)
         self.coupling: NodeInfo | None = None
+        self.notes: list[tuple[np.ndarray, str]] = []
 
     # -- spaces ------------------------------------------------------------------------
     def space(self, tensor: str, axis: int = 1, *, size: int | None = None) -> Space:
@@ -145,6 +149,16 @@ class ChannelGraph:
         """Declare the elements of ``output`` to be the neurons of layer ``node``."""
         self.layers.append((node, output, weight))
         self.member(node, output)
+
+    def note(self, space: Space, text: str, *, start: int = 0, count: int | None = None) -> None:
+        """Say how a rule grouped ``space[start:start + count]`` (``explain`` shows it).
+
+        For couplings a reader would not guess from the layers alone: channels pruned in
+        whole GroupNorm groups, padded channels that no layer upstream computes. ``count``
+        defaults to the rest of the space.
+        """
+        stop = space.size if count is None else start + count
+        self.notes.append((space.ids[start:stop], text))
 
     def equal_groups(self, space: Space, groups: int, node: NodeInfo) -> None:
         """Require the ``groups`` contiguous blocks of ``space`` to keep equally many units."""

@@ -31,6 +31,7 @@ class RewriteContext:
         values: New values of static tensors, keyed by tensor name.
         attributes: Attribute updates, keyed by node name (None removes one).
         inputs: New constant inputs of single nodes, keyed by (node name, position).
+        removed: Inputs dropped from their node, as (node name, position).
     """
 
     graph: GraphAnalysis
@@ -38,6 +39,7 @@ class RewriteContext:
     values: dict[str, np.ndarray] = field(default_factory=dict)
     attributes: dict[str, dict[str, Any]] = field(default_factory=dict)
     inputs: dict[tuple[str, int], tuple[str, np.ndarray]] = field(default_factory=dict)
+    removed: set[tuple[str, int]] = field(default_factory=set)
     _changed_tensors: frozenset[str] | None = field(default=None, repr=False)
 
     def kept_channels(self, tensor: str, axis: int = 1) -> np.ndarray | None:
@@ -77,6 +79,10 @@ class RewriteContext:
         equal constants between nodes, so patching the shared tensor would change others.
         """
         self.inputs[(node.name, position)] = (f"{node.name}__ranp_input{position}", value)
+
+    def remove_input(self, node: NodeInfo, position: int) -> None:
+        """Drop input ``position`` of ``node`` (a Concat's part that lost every channel)."""
+        self.removed.add((node.name, position))
 
 
 @dataclass(frozen=True)

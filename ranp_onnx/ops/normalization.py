@@ -157,7 +157,7 @@ class InstanceNormalizationRule(_Normalization):
 
 @register
 class GroupNormalizationRule(_Normalization):
-    """GroupNormalization: statistics per sample and channel group."""
+    """GroupNormalization: statistics per sample and channel group; pruned in whole groups."""
 
     op_types = ("GroupNormalization",)
 
@@ -176,6 +176,12 @@ class GroupNormalizationRule(_Normalization):
             bias = bias.repeat_interleave(channels // groups)
         return [F.group_norm(x, groups, scale, bias, epsilon)]
 
+    def output_shapes(
+        self, node: NodeInfo, shapes: Sequence[tuple[int, ...] | None]
+    ) -> list[tuple[int, ...]] | None:
+        """The input's shape (ONNX has no shape inference for this function op)."""
+        return [shapes[0]] if shapes and shapes[0] is not None else None
+
     def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
         """Channels are pruned in whole normalisation groups.
 
@@ -190,6 +196,12 @@ class GroupNormalizationRule(_Normalization):
         groups = int(node.attribute("num_groups"))
         group_space = channels.space(f"{node.name}#groups", 0, size=groups)
         channels.tie_blocks(y_space, group_space, y_space.size // groups)
+        if y_space.size > groups:
+            channels.note(
+                y_space,
+                f"'{node.name}' normalises {groups} groups of {y_space.size // groups} "
+                "channels: they are pruned in whole groups",
+            )
         for slot in (1, 2):
             size = graph.shape(node.inputs[slot])[0]
             target = group_space if size == groups and size != y_space.size else y_space

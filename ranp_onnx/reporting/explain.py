@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..analysis.channels import ChannelAnalysis, ChannelGroup, Layer, analyse_channels
 from ..ir.graph import GraphAnalysis, NodeInfo
 from ..ops import rule_for
@@ -28,9 +30,12 @@ class GroupExplanation:
         id: The group's id (as in plans).
         layers: Its scored layers.
         members: Every node that reads or writes its channels.
-        width: Number of units (coupled channels) it has.
+        width: Number of units (sets of coupled channels, kept or removed whole) it has.
         prunable: False if it is kept whole.
         reasons: Why it is kept whole (empty if prunable).
+        unit_channels: Output channels of its first layer in each unit (more than 1 where
+            channels are pruned in whole GroupNorm groups or channel multipliers).
+        notes: How op rules coupled its channels, where they said so.
     """
 
     id: int
@@ -39,6 +44,8 @@ class GroupExplanation:
     width: int
     prunable: bool
     reasons: tuple[str, ...]
+    unit_channels: int = 1
+    notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -47,8 +54,10 @@ class GroupExplanation:
             "layers": list(self.layers),
             "members": list(self.members),
             "width": self.width,
+            "channels_per_unit": self.unit_channels,
             "prunable": self.prunable,
             "reasons": list(self.reasons),
+            "notes": list(self.notes),
         }
 
 
@@ -135,7 +144,7 @@ def explain(
     """
     channels = analyse_channels(graph)
     asked = _option_reasons(channels, keep, ignore)
-    groups = tuple(_group(group, asked) for group in channels.groups)
+    groups = tuple(_group(group, asked, channels) for group in channels.groups)
     layers = []
     scored = {layer.node: layer for layer in channels.layers}
     for node in graph.nodes:
@@ -168,8 +177,12 @@ def _option_reasons(
     return reasons
 
 
-def _group(group: ChannelGroup, asked: dict[int, list[str]]) -> GroupExplanation:
+def _group(
+    group: ChannelGroup, asked: dict[int, list[str]], channels: ChannelAnalysis
+) -> GroupExplanation:
     reasons = (*group.reasons, *asked.get(group.id, ()))
+    first = channels.layer(group.layers[0])
+    in_group = int(np.count_nonzero(np.isin(first.units, group.units)))
     return GroupExplanation(
         id=group.id,
         layers=group.layers,
@@ -177,6 +190,8 @@ def _group(group: ChannelGroup, asked: dict[int, list[str]]) -> GroupExplanation
         width=group.width,
         prunable=not reasons,
         reasons=tuple(reasons),
+        unit_channels=max(in_group // max(group.width, 1), 1),
+        notes=group.notes,
     )
 
 
@@ -235,12 +250,16 @@ def format_explanation(explanation: Explanation) -> str:
         "",
         format_table(header, rows, right={0, 3}),
     ]
-    shown = [g for g in explanation.groups if len(g.layers) > 1 or not g.prunable]
+    shown = [g for g in explanation.groups if len(g.layers) > 1 or not g.prunable or g.notes]
     if shown:
-        lines += ["", "groups (coupled layers, or kept whole):"]
+        lines += ["", "groups (coupled layers, coupled by a rule, or kept whole):"]
     for group in shown:
         state = "prunable" if group.prunable else "kept whole: " + "; ".join(group.reasons)
-        lines.append(f"  group {group.id} ({group.width} channels, {state})")
+        size = f"{group.width} channels"
+        if group.unit_channels > 1:
+            size = f"{group.width} units of {group.unit_channels} channels"
+        lines.append(f"  group {group.id} ({size}, {state})")
         lines.append(f"    layers:  {', '.join(group.layers)}")
         lines.append(f"    members: {', '.join(group.members)}")
+        lines.extend(f"    how:     {note}" for note in group.notes)
     return "\n".join(lines)

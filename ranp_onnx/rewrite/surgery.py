@@ -41,7 +41,8 @@ def rewrite(channels: ChannelAnalysis, keep: np.ndarray) -> onnx.ModelProto:
         info = graph.tensors.get(tensor)
         if indices.size == 0 and info is not None and not info.static:
             raise PlanError(f"the selection leaves tensor '{tensor}' with no channels")
-    _slice_static_tensors(context, channels.recomputed)
+    _slice_static_tensors(context, channels.recomputed, channels.stored)
+    _regenerate(context, channels.regenerated)
     for node in graph.nodes:
         if not context.changed(node):
             continue
@@ -72,9 +73,22 @@ def _freeze_unpruned_dependents(context: RewriteContext, recomputed: frozenset[s
                     context.set_value(output, static_value(graph, output))
 
 
-def _slice_static_tensors(context: RewriteContext, recomputed: frozenset[str]) -> None:
+def _regenerate(context: RewriteContext, regenerated: tuple[tuple[str, int], ...]) -> None:
+    """Static tensors computed from activation shapes: their producers set the new lengths."""
+    for tensor, axis in regenerated:
+        producer = context.graph.producer(tensor)
+        rule = rule_for(producer.op_type, producer.domain) if producer is not None else None
+        if producer is None or rule is None:
+            raise InternalError(f"'{tensor}' is regenerated but has no producer with a rule")
+        rule.regenerate(producer, context.graph, context, axis)
+
+
+def _slice_static_tensors(
+    context: RewriteContext, recomputed: frozenset[str], stored: frozenset[str]
+) -> None:
+    """Slice every static tensor that loses channels; store the ``stored`` ones, pruned or not."""
     graph = context.graph
-    axes_by_tensor: dict[str, list[int]] = {}
+    axes_by_tensor: dict[str, list[int]] = {tensor: [] for tensor in sorted(stored)}
     for tensor, axis in context.kept:
         info = graph.tensors.get(tensor)
         if info is not None and info.static and tensor not in recomputed:
@@ -129,6 +143,12 @@ def _apply(graph: GraphAnalysis, context: RewriteContext) -> onnx.ModelProto:
             while len(gs_node.inputs) <= position:
                 gs_node.inputs.append(gs.Variable.empty())
             gs_node.inputs[position] = gs.Constant(replacement[0], replacement[1])
+        if any((node.name, position) in context.removed for position in range(len(node.inputs))):
+            gs_node.inputs = [
+                tensor
+                for position, tensor in enumerate(gs_node.inputs)
+                if (node.name, position) not in context.removed
+            ]
     surgeon.nodes.extend(constants)
     surgeon.toposort()
     keep_shapes = set(graph.input_names) | set(graph.output_names)
@@ -139,6 +159,7 @@ def _apply(graph: GraphAnalysis, context: RewriteContext) -> onnx.ModelProto:
     model = gs.export_onnx(surgeon, do_type_check=False)
     _copy_model_fields(original, model)
     del model.graph.value_info[:]
+    model.graph.value_info.extend(_uninferable_outputs(graph, context, model))
     if model.ByteSize() < (1 << 31) - 1:
         try:
             model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
@@ -148,6 +169,41 @@ def _apply(graph: GraphAnalysis, context: RewriteContext) -> onnx.ModelProto:
                 f"({last_line(error)}); this is a bug in ranp-onnx, no model was written"
             ) from error
     return model
+
+
+def _uninferable_outputs(
+    graph: GraphAnalysis, context: RewriteContext, model: onnx.ModelProto
+) -> list[onnx.ValueInfoProto]:
+    """Pruned types of the outputs ONNX's shape inference cannot infer (GroupNormalization).
+
+    Without them the strict inference of the rewritten model stops there. Each takes the
+    original model's declaration (symbolic batch included) where it has one, else unknown
+    dimensions, with the pruned axes' new lengths.
+    """
+    declared = {value.name: value for value in graph.model.proto.graph.value_info}
+    produced = {name for node in model.graph.node for name in node.output}
+    found = []
+    for node in graph.nodes:
+        rule = rule_for(node.op_type, node.domain)
+        shapes = [graph.tensors[name].shape if name else None for name in node.inputs]
+        if rule is None or rule.output_shapes(node, shapes) is None:
+            continue
+        for name in node.outputs:
+            info = graph.tensors.get(name)
+            if name not in produced or info is None or info.shape is None:
+                continue
+            value = onnx.helper.make_tensor_value_info(
+                name, info.elem_type, [None] * len(info.shape)
+            )
+            if name in declared:
+                value.CopyFrom(declared[name])
+            dims = value.type.tensor_type.shape.dim
+            for axis in range(len(dims)):
+                if context.kept_channels(name, axis) is not None:
+                    dims[axis].Clear()
+                    dims[axis].dim_value = context.new_size(name, axis)
+            found.append(value)
+    return found
 
 
 def _reaches_initializer(graph: GraphAnalysis, name: str) -> bool:

@@ -216,7 +216,7 @@ def _shrink_and_check(
             f"{name} cannot be shrunk in place ({problem}); returning to_torch(pruned model)",
         )
     try:
-        with recording_input_channels(module) as seen, warnings.catch_warnings():
+        with recording_input_channels(module, journal) as seen, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_STALE_FEATURES)
             error = _module_error(module, inputs, expected)
         set_parameterless_channels(seen, journal)

@@ -6,7 +6,8 @@ kept channels, or (with re-initialisation) fresh values. :func:`shrink_in_place`
 them into the module (new ``nn.Parameter`` objects where a shape changes) and updates the
 layer attributes that record channel counts (Conv / ConvTranspose ``in_channels``,
 ``out_channels`` and ``groups``; BatchNorm / InstanceNorm ``num_features``; GroupNorm
-``num_channels``; Linear ``in_features`` / ``out_features``; PReLU ``num_parameters``).
+``num_channels`` and ``num_groups``; Linear ``in_features`` / ``out_features``; PReLU
+``num_parameters``).
 
 Every change goes into a :class:`ShrinkJournal` first, so a module whose forward cannot
 follow (a hard-coded channel count) is put back exactly as it was, the very same
@@ -104,17 +105,24 @@ def shrink_in_place(module: nn.Module, pruned: onnx.ModelProto) -> ShrinkJournal
 
 
 @contextmanager
-def recording_input_channels(module: nn.Module) -> Iterator[dict[nn.Module, int]]:
+def recording_input_channels(
+    module: nn.Module, journal: ShrinkJournal
+) -> Iterator[dict[nn.Module, int]]:
     """Record the input channels of parameterless norm layers while the module runs.
 
     Their channel count (``num_features`` of a non-affine InstanceNorm, say) shows in no
-    initializer; :func:`set_parameterless_channels` applies what a forward pass saw.
+    initializer; :func:`set_parameterless_channels` applies what a forward pass saw. A
+    non-affine GroupNorm gets its channels and groups (into ``journal``) before it runs,
+    since its group count decides what it computes.
     """
     seen: dict[nn.Module, int] = {}
 
     def hook(layer: nn.Module, args: tuple[Any, ...]) -> None:
         if args and isinstance(args[0], torch.Tensor) and args[0].dim() > 1:
-            seen[layer] = int(args[0].shape[1])
+            if isinstance(layer, nn.GroupNorm):
+                _set_group_norm_channels(layer, int(args[0].shape[1]), journal)
+            else:
+                seen[layer] = int(args[0].shape[1])
 
     handles = [
         layer.register_forward_pre_hook(hook)
@@ -129,23 +137,27 @@ def recording_input_channels(module: nn.Module) -> Iterator[dict[nn.Module, int]
 
 
 def set_parameterless_channels(seen: Mapping[nn.Module, int], journal: ShrinkJournal) -> None:
-    """Set the channel attribute of each layer :func:`recording_input_channels` saw."""
+    """Set ``num_features`` of each norm layer :func:`recording_input_channels` saw."""
     for layer, channels in seen.items():
-        if isinstance(layer, nn.GroupNorm):
-            _set_group_norm_channels(layer, channels, journal)
-        else:
-            journal.set_attribute(layer, "num_features", channels)
+        journal.set_attribute(layer, "num_features", channels)
 
 
 def _set_group_norm_channels(layer: nn.GroupNorm, channels: int, journal: ShrinkJournal) -> None:
-    """``num_channels``, and ``num_groups`` where every group is one channel.
+    """``num_channels``, and ``num_groups`` as the whole groups kept.
 
-    One channel per group (``GroupNorm(C, C)``) normalises channels independently, so the
-    graph may prune it, and it stays one channel per group. Larger groups are pruned by
-    the graph only whole or not at all, and keep their group count.
+    The graph prunes a GroupNorm's channels in whole groups only (removing one leaves the
+    statistics of the others unchanged), so each group keeps its size.
+
+    Raises:
+        ShrinkError: ``channels`` is not a whole number of groups.
     """
-    if layer.num_groups == layer.num_channels:
-        journal.set_attribute(layer, "num_groups", channels)
+    per_group = layer.num_channels // layer.num_groups
+    if channels % per_group:
+        raise ShrinkError(
+            f"a GroupNorm of {layer.num_groups} groups of {per_group} channels cannot have "
+            f"{channels} channels"
+        )
+    journal.set_attribute(layer, "num_groups", channels // per_group)
     journal.set_attribute(layer, "num_channels", channels)
 
 

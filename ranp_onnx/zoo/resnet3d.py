@@ -36,7 +36,15 @@ class BasicBlock(nn.Module):
         self.conv2 = _conv3x3x3(out_channels, out_channels)
         self.bn2 = nn.BatchNorm3d(out_channels)
         self.stride = stride
-        self.extra_channels = out_channels - in_channels
+
+    @property
+    def extra_channels(self) -> int:
+        """Zero channels the shortcut appends: the output's width less the input's.
+
+        Read from the convolutions, so that a block ``prune_module`` shrank (which updates
+        their channel counts) pads by the zero channels it kept.
+        """
+        return self.conv2.out_channels - self.conv1.in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Residual block output."""
