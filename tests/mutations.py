@@ -23,12 +23,18 @@ from ranp_onnx.ir.static import static_value
 
 @dataclass(frozen=True)
 class Mutation:
-    """One corruption: what it did, the corrupted model, and the outputs that must be named."""
+    """One corruption: what it did, the corrupted model, and the outputs that must be named.
+
+    ``inputs`` are the activations the first readers of the corrupted tensor read: where all
+    of them are zero on the oracle's inputs (a dead ReLU), a corrupted weight changes
+    nothing there, and no comparison of values can see it.
+    """
 
     kind: str
     where: str
     model: onnx.ModelProto
     outputs: frozenset[str]
+    inputs: frozenset[str]
 
 
 class _Model:
@@ -63,6 +69,15 @@ class _Model:
 
     def readers(self, name: str) -> frozenset[str]:
         return frozenset(out for node in self.consumers.get(name, ()) for out in node.output)
+
+    def read_activations(self, name: str) -> frozenset[str]:
+        """The inputs of ``name``'s readers that are neither stored nor constant."""
+        return frozenset(
+            tensor
+            for node in self.consumers.get(name, ())
+            for tensor in node.input
+            if tensor and tensor not in self.initializers and tensor not in self.constants
+        )
 
 
 def _attribute(node: onnx.NodeProto, key: str, default: int) -> int:
@@ -104,7 +119,7 @@ def _one(
     where = apply(copy)
     if where is None:
         return None
-    return Mutation(kind, where, copy.proto, copy.readers(where))
+    return Mutation(kind, where, copy.proto, copy.readers(where), copy.read_activations(where))
 
 
 def mutations(model: onnx.ModelProto, limit: int = 3) -> list[Mutation]:

@@ -11,7 +11,7 @@ from ranp_onnx.analysis.channels import ChannelAnalysis, analyse_channels, prune
 from ranp_onnx.analysis.costs import count_costs
 from ranp_onnx.analysis.shapes import analyse
 from ranp_onnx.ir import runtime
-from ranp_onnx.rewrite.oracle import validate
+from ranp_onnx.rewrite.oracle import ValidationResult, validate
 from ranp_onnx.rewrite.surgery import rewrite
 from ranp_onnx.selection.constraints import apply_constraints, global_keep
 
@@ -26,6 +26,7 @@ class OracleRun:
     error: float
     macs_before: int
     macs_after: int
+    validation: ValidationResult
 
 
 def random_prune(model: onnx.ModelProto, sparsity: float, seed: int = 0) -> OracleRun:
@@ -58,4 +59,5 @@ def random_prune(model: onnx.ModelProto, sparsity: float, seed: int = 0) -> Orac
         error=result.worst[1],
         macs_before=count_costs(graph).totals.macs,
         macs_after=actual.totals.macs,
+        validation=result,
     )

@@ -47,9 +47,7 @@ def _segresnet_export(exporter: str, opset: int | None) -> bytes:
     return model.SerializeToString()
 
 
-def _pruned(
-    model: onnx.ModelProto, sparsity: float, labels: np.ndarray
-) -> PruneResult:
+def _pruned(model: onnx.ModelProto, sparsity: float, labels: np.ndarray) -> PruneResult:
     graph = analyse(model)
     shape = graph.input_shapes[graph.input_names[0]]
     inputs = np.random.default_rng(0).standard_normal(shape).astype(np.float32)

@@ -22,6 +22,7 @@ graph. The first tensor that differs is named.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -125,6 +126,7 @@ class _Walk:
 
     def run(self, feeds: Mapping[str, torch.Tensor]) -> LayerCheck:
         """Evaluate both graphs and compare; see :func:`compare_layers`."""
+        self._check_parameters()
         for node, rule in self.pruned_steps.values():
             if node.name not in self.reference_names:
                 self._evaluate_own(node, rule)
@@ -143,6 +145,30 @@ class _Walk:
                 values.pop(name, None)
         results = {name: values[name].detach().cpu().numpy() for name in self.original.output_names}
         return LayerCheck(self.compared, self.worst, tuple(self.degenerate), results)
+
+    def _check_parameters(self) -> None:
+        """Every stored tensor of the original must be its kept channels in the pruned model.
+
+        The rewrite only slices stored tensors along channel spaces, so this holds exactly
+        wherever the slice has the pruned tensor's shape (a grouped convolution's weight,
+        sliced per group, is left to the values). It sees what no value can: a weight read
+        only through activations that are zero on the inputs run.
+        """
+        import torch
+
+        original = dict(self.original.named_initializers())
+        for name, got in self.pruned_parameters.items():
+            want = original.get(name)
+            if want is None:
+                continue
+            want = self._restrict(name, want)
+            if tuple(want.shape) == tuple(got.shape) and not torch.equal(want, got):
+                steps = self.pruned_steps.values()
+                reader = next((node.name for node, _ in steps if name in node.inputs), "?")
+                raise ValidationError(
+                    f"validation failed: tensor '{name}' (read by node '{reader}') is not the "
+                    "original's kept channels; no model was written"
+                )
 
     def _last_use(self) -> dict[str, int]:
         """Where each value is read last, by either graph (a pruned node runs beside its twin)."""
@@ -222,9 +248,22 @@ def relative_error(want: torch.Tensor, got: torch.Tensor) -> tuple[float, bool]:
     Non-finite values must match exactly (NaN where NaN, the same infinity) or the error
     is infinite.
     """
+    want, got = want.detach(), got.detach()
+    if not want.numel():
+        return 0.0, False
+    scale = float(want.abs().amax())
+    difference = float((want - got).abs().amax())
+    if not (math.isfinite(scale) and math.isfinite(difference)):
+        return _non_finite_error(want.double(), got.double())
+    if scale == 0.0:
+        return difference, True
+    return difference / scale, False
+
+
+def _non_finite_error(want: torch.Tensor, got: torch.Tensor) -> tuple[float, bool]:
+    """:func:`relative_error` where a tensor holds NaN or infinities."""
     import torch
 
-    want, got = want.detach().double(), got.detach().double()
     finite = torch.isfinite(want)
     if not torch.equal(finite, torch.isfinite(got)) or not torch.equal(
         want[~finite].nan_to_num(0.0), got[~finite].nan_to_num(0.0)

@@ -9,8 +9,9 @@ through an op that mixes channels, are never removed).
 :func:`validate` proves it in three steps, on the same random inputs:
 
 1. ``onnx.checker.check_model`` with the full check;
-2. node by node (:mod:`ranp_onnx.rewrite.layerwise`): every floating-point tensor of the
-   pruned graph equals its counterpart in the masked original, restricted to the kept
+2. node by node (:mod:`ranp_onnx.rewrite.layerwise`): every stored tensor of the original
+   is exactly its kept channels in the pruned model, and every floating-point tensor of
+   the pruned graph equals its counterpart in the masked original, restricted to the kept
    channels, to ``tolerance`` (default 1e-4) of that tensor's scale, each node run on the
    masked original's own inputs so that rounding never accumulates; the first tensor
    that differs is named;
