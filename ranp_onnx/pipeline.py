@@ -19,10 +19,10 @@ import onnx
 
 from .analysis.channels import ChannelAnalysis, analyse_channels
 from .analysis.costs import CostReport, count_costs
-from .analysis.shapes import analyse, require_convolution
+from .analysis.shapes import analyse, dynamic_batch_inputs, require_convolution
 from .errors import PlanError
 from .ir.graph import GraphAnalysis
-from .ir.load import LoadedModel
+from .ir.load import LoadedModel, load_model
 from .options import PruneOptions, check_options
 from .progress import Progress
 from .rewrite.options import RewriteOptions
@@ -140,8 +140,10 @@ def prune(
     """
     check_options(options)
     batch_size = 1
-    if data is not None and not isinstance(model, GraphAnalysis):
-        batch_size, data = _first_batch_size(data)
+    if not isinstance(model, GraphAnalysis):
+        model = load_model(model)
+        if data is not None and dynamic_batch_inputs(model):
+            batch_size, data = _first_batch_size(data)
     graph = _analysed(model, input_shapes, batch_size)
     scoring = score_model(graph, data, options, total_batches=total_batches, progress=progress)
     return prune_scored(graph, scoring, options)
