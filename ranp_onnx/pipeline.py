@@ -9,6 +9,7 @@ group of the options (:class:`~ranp_onnx.options.PruneOptions`).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +19,10 @@ import onnx
 
 from .analysis.channels import ChannelAnalysis, analyse_channels
 from .analysis.costs import CostReport, count_costs
-from .analysis.shapes import analyse, require_convolution
+from .analysis.shapes import analyse, dynamic_batch_inputs, require_convolution
 from .errors import PlanError
 from .ir.graph import GraphAnalysis
-from .ir.load import LoadedModel
+from .ir.load import LoadedModel, load_model
 from .options import PruneOptions, check_options
 from .progress import Progress
 from .rewrite.options import RewriteOptions
@@ -129,7 +130,8 @@ def prune(
         data: Scoring batches (None for methods that need no gradients).
         options: Exactly one of ``sparsity``, ``target_flops``, ``target_memory``, and the
             rest of the settings.
-        input_shapes: Shapes of dynamic inputs.
+        input_shapes: Shapes of dynamic inputs; a dynamic batch not given here is the
+            first batch's size.
         total_batches: Number of batches, for progress reports.
         progress: Called after every scoring batch.
 
@@ -137,7 +139,12 @@ def prune(
         RanpError: Bad input; ValidationError if the rewrite fails the oracle.
     """
     check_options(options)
-    graph = _analysed(model, input_shapes)
+    batch_size = 1
+    if not isinstance(model, GraphAnalysis):
+        model = load_model(model)
+        if data is not None and dynamic_batch_inputs(model):
+            batch_size, data = _first_batch_size(data)
+    graph = _analysed(model, input_shapes, batch_size)
     scoring = score_model(graph, data, options, total_batches=total_batches, progress=progress)
     return prune_scored(graph, scoring, options)
 
@@ -203,8 +210,22 @@ def apply_plan(
 def _analysed(
     model: str | onnx.ModelProto | LoadedModel | GraphAnalysis,
     input_shapes: Mapping[str, Sequence[int]] | None,
+    batch_size: int = 1,
 ) -> GraphAnalysis:
-    return model if isinstance(model, GraphAnalysis) else analyse(model, input_shapes)
+    if isinstance(model, GraphAnalysis):
+        return model
+    return analyse(model, input_shapes, batch_size=batch_size)
+
+
+def _first_batch_size(data: Iterable[Batch]) -> tuple[int, Iterable[Batch]]:
+    """The first batch's size (1 if there is none), and the data with that batch still in it."""
+    iterator = iter(data)
+    first = next(iterator, None)
+    if first is None:
+        return 1, ()
+    inputs = [value for value in first.inputs.values() if np.ndim(value)]
+    size = int(np.shape(inputs[0])[0]) if inputs else 1
+    return max(size, 1), itertools.chain([first], iterator)
 
 
 def _nothing_removed(options: PruneOptions, sparsity: float, scoring: Scoring) -> str:

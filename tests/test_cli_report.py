@@ -316,7 +316,8 @@ EXPECTED_MESSAGES = {
     "unknown domain": "uses op 'Frob' from domain 'com.example', which onnxruntime does not know",
     "opset too new": "the model uses opset 99",
     "dynamic without shape": (
-        "input 'volume' has dynamic dimensions 0 ('batch'), 1 ('channels'), 2 ('depth')"
+        "input 'volume' has dynamic dimensions 1 ('channels'), 2 ('depth'): pass "
+        "--input-shape volume=1x<channels>x<depth>x8x8"
     ),
     "malformed shape": "expected NAME=1x1x64x64x64",
     "shape names no input": "names 'image', which is not an input of the model",

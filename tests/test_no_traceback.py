@@ -57,7 +57,9 @@ def _monai(make: Callable[[], torch.nn.Module], shape: tuple[int, ...]) -> Calla
 #: name -> builder of (module in eval mode or not, input shape without the batch).
 NETWORKS: dict[str, Callable[[], tuple[torch.nn.Module, tuple[int, ...]]]] = {
     **{f"zoo-{name}": _zoo(name) for name in sorted(SMALL)},
-    "UNet": _monai(lambda: nets.UNet(3, 1, CLASSES, (4, 8, 16), (2, 2), num_res_units=1), (1, 16, 16, 16)),
+    "UNet": _monai(
+        lambda: nets.UNet(3, 1, CLASSES, (4, 8, 16), (2, 2), num_res_units=1), (1, 16, 16, 16)
+    ),
     "BasicUNet": _monai(
         lambda: nets.BasicUNet(3, 1, CLASSES, features=(4, 4, 8, 8, 16, 4)), (1, 32, 32, 32)
     ),
@@ -157,9 +159,5 @@ def test_every_command_succeeds_or_says_why_in_one_line(
     applied = tmp_path / "applied.onnx"
     check(run("apply", source, "--plan", plan, "-o", applied), applied)
     check(run("validate", slim, "--reference", source, "--plan", plan))
-    check(
-        run(
-            "search-sparsity", source, "--data", "random", "--batch-size", "2",
-            "--batches", "1", "--method", "l1",
-        )  # fmt: skip
-    )
+    search = ["search-sparsity", source, "--data", "random", "--batch-size", "2"]
+    check(run(*search, "--batches", "1", "--method", "l1"))

@@ -9,18 +9,18 @@ constants and every tensor on the data path gets a concrete shape.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
-from ..errors import InputShapeError, UnsupportedModelError, first_line
+from ..errors import InputShapeError, RanpError, UnsupportedModelError, first_line
+from ..ir import runtime
+from ..ir.graph import GraphAnalysis, NodeInfo, TensorInfo, node_infos, numel
+from ..ir.load import LoadedModel
 from ..ops import rule_for
-
-if TYPE_CHECKING:
-    from ..ir.graph import NodeInfo
 
 #: Largest constant (in elements) whose value is computed while analysing.
 FOLD_LIMIT = 1 << 16
@@ -117,6 +117,117 @@ def _infer_types(
             f"node '{node.name}' ({node.op_type}) does not fit its input shapes "
             f"{[_shape_text(types[n]) for n in present]}: {first}"
         ) from error
+
+
+@dataclass
+class InferredShapes:
+    """Node-by-node inference at concrete input shapes, up to the first node that fails.
+
+    Attributes:
+        model: The model.
+        input_shapes: The input shapes inferred at.
+        nodes: Every node of the graph, in order.
+        types: The type of every tensor inferred so far.
+        values: Folded values of small static tensors.
+        static: Tensors that do not depend on the inputs.
+        failure: The node that failed and the error, or None if every node was inferred.
+    """
+
+    model: LoadedModel
+    input_shapes: dict[str, tuple[int, ...]]
+    nodes: list[NodeInfo]
+    types: dict[str, onnx.TypeProto]
+    values: dict[str, np.ndarray]
+    static: set[str]
+    failure: tuple[NodeInfo, RanpError] | None = None
+
+    def shape(self, name: str) -> tuple[int, ...] | None:
+        """The concrete shape of tensor ``name``, or None if it is unknown."""
+        found = self.types.get(name)
+        return concrete_shape(found) if found is not None else None
+
+    def analysis(self) -> GraphAnalysis:
+        """The :class:`GraphAnalysis` of a complete inference."""
+        graph = self.model.proto.graph
+        initializers = {tensor.name: tensor for tensor in graph.initializer}
+        tensors = {
+            name: TensorInfo(
+                name=name,
+                shape=concrete_shape(type_proto),
+                elem_type=type_proto.tensor_type.elem_type,
+                static=name in self.static,
+            )
+            for name, type_proto in self.types.items()
+        }
+        producers = {output: node for node in self.nodes for output in node.outputs if output}
+        consumers: dict[str, list[NodeInfo]] = {}
+        for node in self.nodes:
+            for name in dict.fromkeys(node.inputs):
+                if name:
+                    consumers.setdefault(name, []).append(node)
+        return GraphAnalysis(
+            model=self.model,
+            opset=runtime.default_opset(self.model.proto),
+            nodes=tuple(self.nodes),
+            tensors=tensors,
+            input_names=tuple(i.name for i in graph.input if i.name not in initializers),
+            output_names=tuple(o.name for o in graph.output),
+            input_shapes=self.input_shapes,
+            _values=self.values,
+            _initializers=initializers,
+            _producers=producers,
+            _consumers={name: tuple(found) for name, found in consumers.items()},
+        )
+
+
+def infer_shapes(
+    model: LoadedModel,
+    input_shapes: Mapping[str, tuple[int, ...]],
+    *,
+    stop_at_failure: bool = False,
+) -> InferredShapes:
+    """Infer (and fold) every node in order at the given input shapes.
+
+    The shapes are not checked against the graph's declared inputs (a fixed batch may be
+    overridden, to see which node depends on it).
+
+    Args:
+        model: The loaded model.
+        input_shapes: A concrete shape for every graph input that is not an initializer.
+        stop_at_failure: Return at the first node whose inference fails, with the
+            failure recorded, instead of raising. Defaults to False.
+
+    Raises:
+        InputShapeError: A node does not fit its inputs' shapes, or
+        UnsupportedModelError: a node cannot be inferred (unless ``stop_at_failure``).
+    """
+    graph = model.proto.graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    types: dict[str, onnx.TypeProto] = {}
+    static: set[str] = set(initializers)
+    for value in graph.input:
+        if value.name in input_shapes:
+            types[value.name] = tensor_type(
+                value.type.tensor_type.elem_type, input_shapes[value.name]
+            )
+    for name, tensor in initializers.items():
+        types[name] = tensor_type(tensor.data_type, tuple(tensor.dims))
+    values: dict[str, np.ndarray] = {
+        name: numpy_helper.to_array(tensor)
+        for name, tensor in initializers.items()
+        if numel(tensor.dims) <= FOLD_LIMIT
+    }
+    nodes = node_infos(graph)
+    inferred = InferredShapes(model, dict(input_shapes), nodes, types, values, static)
+    for node, proto in zip(nodes, graph.node):
+        try:
+            infer_node(node, proto, model.proto, types, values, static)
+        except RanpError as error:
+            if not stop_at_failure:
+                raise
+            inferred.failure = (node, error)
+            break
+    return inferred
 
 
 def _fold(

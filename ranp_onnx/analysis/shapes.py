@@ -4,6 +4,10 @@
 constant sub-graphs that exporters leave behind (``Shape -> Gather -> Concat`` chains,
 ``Resize`` scales built by ``Concat``) so that every tensor on the data path gets a concrete
 shape. It never runs the model: a 3D-UNet at 128^3 is analysed from shapes alone.
+
+A dynamic batch (the first axis of an input) is filled in with ``batch_size`` (1 unless
+told: per-sample counts, as the paper's tables count); any other dynamic dimension needs
+``input_shapes``.
 """
 
 from __future__ import annotations
@@ -11,16 +15,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from ..errors import InputShapeError, UnsupportedModelError
-from ..ir import runtime
-from ..ir.graph import GraphAnalysis, NodeInfo, TensorInfo, node_infos, numel
+from ..ir.graph import GraphAnalysis
 from ..ir.load import LoadedModel, load_model
 from ..ops import rule_for
-from .shape_inference import FOLD_LIMIT, concrete_shape, infer_node, tensor_type
+from .batch import batch_fixer
+from .shape_inference import infer_shapes
 
 _DIM_SEPARATOR = re.compile(r"[x,]")
 
@@ -52,74 +54,41 @@ def parse_input_shapes(specs: Sequence[str]) -> dict[str, tuple[int, ...]]:
 def analyse(
     model: str | onnx.ModelProto | LoadedModel,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
+    *,
+    batch_size: int = 1,
 ) -> GraphAnalysis:
     """Infer every tensor's shape at concrete input shapes.
 
     Args:
         model: A path, ModelProto or loaded model.
         input_shapes: Shapes for graph inputs, keyed by name ("" for the only input).
-            Needed for dynamic dimensions; fixed dimensions must match.
+            Needed for dynamic dimensions other than the batch; fixed dimensions must match.
+        batch_size: The batch of an input whose first axis is dynamic and that
+            ``input_shapes`` does not give. Defaults to 1 (per-sample counts).
 
     Returns:
         The analysis.
 
     Raises:
         InputShapeError: A shape names no input, does not fit the graph, or a needed
-            dimension stays unknown.
+            dimension stays unknown; a node that fixes a dynamic batch is named.
         UnsupportedModelError: A node has no ONNX schema or shape inference fails.
     """
+    if batch_size < 1:
+        raise InputShapeError(f"`batch_size` must be at least 1, got {batch_size}")
     loaded = load_model(model)
     graph = loaded.proto.graph
-    opset = runtime.default_opset(loaded.proto)
     initializers = {tensor.name: tensor for tensor in graph.initializer}
     input_names = tuple(i.name for i in graph.input if i.name not in initializers)
-    concrete = _resolve_input_shapes(graph, input_names, input_shapes or {})
-
-    types: dict[str, onnx.TypeProto] = {}
-    static: set[str] = set(initializers)
-    for value in graph.input:
-        if value.name in concrete:
-            types[value.name] = tensor_type(value.type.tensor_type.elem_type, concrete[value.name])
-    for name, tensor in initializers.items():
-        types[name] = tensor_type(tensor.data_type, tuple(tensor.dims))
-
-    nodes = node_infos(graph)
-    values: dict[str, np.ndarray] = {
-        name: numpy_helper.to_array(tensor)
-        for name, tensor in initializers.items()
-        if numel(tensor.dims) <= FOLD_LIMIT
-    }
-    for node, proto in zip(nodes, graph.node):
-        infer_node(node, proto, loaded.proto, types, values, static)
-
-    tensors = {
-        name: TensorInfo(
-            name=name,
-            shape=concrete_shape(type_proto),
-            elem_type=type_proto.tensor_type.elem_type,
-            static=name in static,
-        )
-        for name, type_proto in types.items()
-    }
-    producers = {output: node for node in nodes for output in node.outputs if output}
-    consumers: dict[str, list[NodeInfo]] = {}
-    for node in nodes:
-        for name in dict.fromkeys(node.inputs):
-            if name:
-                consumers.setdefault(name, []).append(node)
-    analysis = GraphAnalysis(
-        model=loaded,
-        opset=opset,
-        nodes=tuple(nodes),
-        tensors=tensors,
-        input_names=input_names,
-        output_names=tuple(o.name for o in graph.output),
-        input_shapes=concrete,
-        _values=values,
-        _initializers=initializers,
-        _producers=producers,
-        _consumers={name: tuple(found) for name, found in consumers.items()},
-    )
+    concrete = _resolve_input_shapes(graph, input_names, input_shapes or {}, batch_size)
+    try:
+        inferred = infer_shapes(loaded, concrete)
+    except InputShapeError as error:
+        named = _batch_fixed_by_a_node(loaded, concrete)
+        if named is None:
+            raise
+        raise named from error
+    analysis = inferred.analysis()
     _check_shapes_fit(analysis)
     return analysis
 
@@ -185,7 +154,9 @@ def _resolve_input_shapes(
     graph: onnx.GraphProto,
     input_names: tuple[str, ...],
     requested: Mapping[str, Sequence[int]],
+    batch_size: int,
 ) -> dict[str, tuple[int, ...]]:
+    """Each input's shape: as given, else as declared with a dynamic batch filled in."""
     requested = dict(requested)
     if "" in requested:
         if len(input_names) != 1:
@@ -211,16 +182,57 @@ def _resolve_input_shapes(
         dynamic = [
             f"{axis} ('{dim.dim_param}')" if dim.dim_param else str(axis)
             for axis, dim in enumerate(dims)
-            if not _is_fixed(dim)
+            if axis > 0 and not _is_fixed(dim)
         ]
         if dynamic:
             plural = "s" if len(dynamic) > 1 else ""
+            hint = "x".join(
+                _dim_hint(d, batch_size if axis == 0 else None) for axis, d in enumerate(dims)
+            )
             raise InputShapeError(
                 f"input '{name}' has dynamic dimension{plural} {', '.join(dynamic)}: pass "
-                f"`input_shapes` {name}={'x'.join(_dim_hint(d) for d in dims)}"
+                f"`input_shapes` {name}={hint}"
             )
-        shapes[name] = tuple(int(dim.dim_value) for dim in dims)
+        shapes[name] = tuple(int(dim.dim_value) if _is_fixed(dim) else batch_size for dim in dims)
     return shapes
+
+
+def dynamic_batch_inputs(model: LoadedModel) -> tuple[str, ...]:
+    """The model's inputs whose first axis (the batch) is dynamic."""
+    graph = model.proto.graph
+    initializers = {tensor.name for tensor in graph.initializer}
+    return tuple(
+        value.name
+        for value in graph.input
+        if value.name not in initializers
+        and value.type.tensor_type.shape.dim
+        and not _is_fixed(value.type.tensor_type.shape.dim[0])
+    )
+
+
+def _batch_fixed_by_a_node(
+    model: LoadedModel, shapes: Mapping[str, tuple[int, ...]]
+) -> InputShapeError | None:
+    """The error naming the node that fixes a dynamic batch the inference failed at.
+
+    None if no input's batch is dynamic and above 1, if the graph fails at batch 1 too, or
+    if every node follows the batch (the failure is something else).
+    """
+    dynamic = [name for name in dynamic_batch_inputs(model) if shapes[name][0] != 1]
+    if not dynamic:
+        return None
+    at_one = {name: (1, *shape[1:]) if name in dynamic else shape for name, shape in shapes.items()}
+    inferred = infer_shapes(model, at_one, stop_at_failure=True)
+    if inferred.failure is not None:
+        return None
+    fixer = batch_fixer(inferred.analysis(), shapes[dynamic[0]][0])
+    if fixer is None:
+        return None
+    return InputShapeError(
+        f"input '{dynamic[0]}' has a dynamic batch, but {fixer.describe()}: give `input_shapes` "
+        f"{dynamic[0]}={'x'.join(map(str, at_one[dynamic[0]]))} (larger batches then score in "
+        "batches of 1), or export the model without the fixed batch"
+    )
 
 
 def _is_fixed(dim: onnx.TensorShapeProto.Dimension) -> bool:
@@ -248,7 +260,9 @@ def _fit_input_shape(
     return given
 
 
-def _dim_hint(dim: onnx.TensorShapeProto.Dimension) -> str:
+def _dim_hint(dim: onnx.TensorShapeProto.Dimension, batch: int | None) -> str:
     if _is_fixed(dim):
         return str(dim.dim_value)
+    if batch is not None:
+        return str(batch)
     return f"<{dim.dim_param or '?'}>"

@@ -23,7 +23,8 @@ def input_shape_option(function: F) -> F:
         multiple=True,
         metavar="NAME=DIMS",
         help="Concrete shape for a dynamic graph input, e.g. input=1x1x64x64x64 "
-        "(repeatable; NAME= may be left out for a single-input model).",
+        "(repeatable; NAME= may be left out for a single-input model). A dynamic batch "
+        "alone needs none: it is --batch-size where the command has one, else 1.",
     )(function)
 
 
@@ -95,7 +96,14 @@ def scoring_options(function: F) -> F:
         function,
         [
             data_option,
-            click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1)),
+            click.option(
+                "--batch-size",
+                default=1,
+                show_default=True,
+                type=click.IntRange(1),
+                help="Samples per scoring batch (any size: where the graph fixes its exported "
+                "batch, a batch runs in micro-batches of it); also a dynamic batch's size.",
+            ),
             click.option(
                 "--batches",
                 type=click.IntRange(1),

@@ -83,7 +83,8 @@ def _options(model: GraphAnalysis, params: dict[str, Any], **extra: Any) -> Prun
 def _open(model: str, params: dict[str, Any]) -> tuple[GraphAnalysis, Any]:
     from ..scoring.data import open_data
 
-    graph = analyse(model, parse_input_shapes(params["input_shapes"]))
+    shapes = parse_input_shapes(params["input_shapes"])
+    graph = analyse(model, shapes, batch_size=params["batch_size"])
     data = None
     if params["data"] is not None:
         data = open_data(

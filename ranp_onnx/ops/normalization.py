@@ -114,18 +114,34 @@ class BatchNormalizationRule(_Normalization):
         return [y, mean, var, x.detach().mean(dim=axes), saved_var]
 
 
+class OneValuePerChannelError(DataError):
+    """Batch statistics over one value per channel: undefined (torch refuses them too).
+
+    The scorer, which knows whether a larger batch would run, words its own advice.
+
+    Attributes:
+        node: The BatchNormalization node's name.
+        shape: Its input's shape.
+    """
+
+    def __init__(self, node: str, shape: tuple[int, ...]) -> None:
+        super().__init__(
+            f"node '{node}' (BatchNormalization) sees one value per channel (input "
+            f"{list(shape)}): batch statistics are undefined; score with `batch_size` 2 or "
+            "more, a larger input, or `batchnorm` running"
+        )
+        self.node = node
+        self.shape = shape
+
+
 def _check_batch_statistics(node: NodeInfo, x: torch.Tensor) -> None:
-    """Refuse batch statistics over one value per channel (torch refuses them too).
+    """Refuse batch statistics over one value per channel.
 
     Raises:
-        DataError: Batch and spatial size multiply to 1; the message says what to change.
+        OneValuePerChannelError: Batch and spatial size multiply to 1.
     """
     if x.dim() > 1 and x.numel() == x.shape[1]:
-        raise DataError(
-            f"node '{node.name}' (BatchNormalization) sees one value per channel "
-            f"(input {list(x.shape)}): batch statistics are undefined; score with "
-            "`batch_size` 2 or more, a larger input, or `batchnorm` running"
-        )
+        raise OneValuePerChannelError(node.name, tuple(int(d) for d in x.shape))
 
 
 @register

@@ -19,8 +19,10 @@ import numpy as np
 from ..analysis.channels import ChannelAnalysis
 from ..errors import DataError
 from ..ops import rule_for
+from ..ops.normalization import OneValuePerChannelError
 from ..progress import Progress
 from . import distributed
+from .batching import MicroBatches
 from .data import LABELS_BY_LOSS, Batch, layout_for
 from .sample_files import Layout, check_class_labels, samples_text
 
@@ -190,31 +192,37 @@ class _Scorer:
         self.magnitude = [torch.zeros(shape, device=device) for shape in shapes]
         self.signed = [torch.zeros(shape, device=device) for shape in shapes]
         self.taylor = [torch.zeros(x.channels, dtype=torch.float64, device=device) for x in layers]
+        self.taylor_sum = [torch.zeros_like(t) for t in self.taylor]
+        self.taylor_count = [0 for _ in layers]
+        self.batching = MicroBatches(graph)
         self.count = 0
         self.loss_sum = 0.0
 
     def add(self, batch: Batch) -> None:
-        """Forward and backward one batch and add its statistics."""
+        """Forward and backward one batch and add its statistics.
+
+        A batch the graph does not run at in one pass runs forward in micro-batches
+        (:class:`~ranp_onnx.scoring.batching.MicroBatches`); the loss is taken over the
+        joined outputs, so the backward pass gives the gradient of the whole batch.
+        """
         import torch
 
         self.module.zero_grad(set_to_none=True)
-        feeds = {
-            name: torch.from_numpy(np.ascontiguousarray(value)).to(self.device)
-            for name, value in batch.inputs.items()
-        }
-        captured = self.module.capture(feeds, self.capture)
-        outputs = {layer.output for layer in self.channels.layers}
-        for name in self.capture:
-            if name not in outputs and captured[name].requires_grad and not captured[name].is_leaf:
-                captured[name].retain_grad()
-        for i, layer in enumerate(self.channels.layers):
-            self._add_taylor_on_backward(i, captured[layer.output])
+        size = _batch_size(batch)
+        chunk = max(self.batching.chunk(size, self.count + 1), 1)
+        self.taylor_sum = [torch.zeros_like(total) for total in self.taylor]
+        self.taylor_count = [0] * len(self.taylor)
+        passes = [
+            self._forward(batch, start, start + chunk, size)
+            for start in range(0, max(size, 1), chunk)
+        ]
+        logits = [captured[self.logits] for captured in passes]
         labels = None
         if batch.labels is not None:
             self._check_labels(batch.labels)
             labels = torch.from_numpy(batch.labels).to(self.device)
         try:
-            loss = self.loss(captured[self.logits], labels)
+            loss = self.loss(logits[0] if len(logits) == 1 else torch.cat(logits), labels)
         except ValueError as error:
             raise DataError(f"batch {self.count + 1}: {error}") from error
         if not torch.isfinite(loss):
@@ -224,10 +232,13 @@ class _Scorer:
         loss.backward()
         with torch.no_grad():
             for i, layer in enumerate(self.channels.layers):
-                weight = captured[layer.weight]
-                product = _gradient(weight) * weight
+                copies = list({id(p[layer.weight]): p[layer.weight] for p in passes}.values())
+                gradient = sum((_gradient(weight) for weight in copies[1:]), _gradient(copies[0]))
+                product = gradient * copies[0]
                 self.magnitude[i] += product.abs()
                 self.signed[i] += product
+                if self.taylor_count[i]:
+                    self.taylor[i] += (self.taylor_sum[i] / self.taylor_count[i]).abs()
         self.count += 1
         self.loss_sum += float(loss.detach())
 
@@ -240,11 +251,35 @@ class _Scorer:
         samples = samples_text(0, labels.shape[0] if labels.ndim else 1)
         check_class_labels(labels, self.layout, f"batch {self.count + 1}: labels", samples)
 
+    def _forward(self, batch: Batch, start: int, stop: int, size: int) -> dict[str, torch.Tensor]:
+        """Run samples ``[start, stop)`` of a batch of ``size`` forward; hooks set for backward."""
+        import torch
+
+        feeds = {
+            name: torch.from_numpy(
+                np.ascontiguousarray(value if (start, stop) == (0, size) else value[start:stop])
+            ).to(self.device)
+            for name, value in batch.inputs.items()
+        }
+        try:
+            captured = self.module.capture(feeds, self.capture)
+        except OneValuePerChannelError as error:
+            raise self.batching.one_value_per_channel(error, size) from error
+        outputs = {layer.output for layer in self.channels.layers}
+        for name in self.capture:
+            if name not in outputs and captured[name].requires_grad and not captured[name].is_leaf:
+                captured[name].retain_grad()
+        for i, layer in enumerate(self.channels.layers):
+            self._add_taylor_on_backward(i, captured[layer.output])
+        return captured
+
     def _add_taylor_on_backward(self, layer: int, activation: torch.Tensor) -> None:
-        """Add the layer's Taylor term when its output's gradient arrives.
+        """Add the layer's Taylor sums when its output's gradient arrives.
 
         A hook rather than ``retain_grad()``: the gradient of every layer output would
-        otherwise stay alive until the end of the backward pass.
+        otherwise stay alive until the end of the backward pass. Each pass adds the mean of
+        ``a * dL/da`` over its samples and space times its element count, so that the
+        batch's mean is exact however the batch was split.
         """
         if not activation.requires_grad:
             return
@@ -258,7 +293,9 @@ class _Scorer:
             with torch.no_grad():
                 term = value * gradient
                 axes = [a for a in range(term.dim()) if a != 1]
-                self.taylor[layer] += term.mean(dim=axes).abs().double()
+                elements = term.numel() // max(int(term.shape[1]), 1)
+                self.taylor_sum[layer] += term.mean(dim=axes).double() * elements
+                self.taylor_count[layer] += elements
 
         activation.register_hook(hook)
 
