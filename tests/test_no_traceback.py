@@ -78,11 +78,12 @@ NETWORKS: dict[str, Callable[[], tuple[torch.nn.Module, tuple[int, ...]]]] = {
         lambda: nets.DenseNet(3, 1, CLASSES, init_features=8, growth_rate=4, block_config=(2, 2)),
         (1, 16, 16, 16),
     ),
+    # 32^3, so that its last BatchNorms see more than one value per channel at batch 1.
     "ResNet10": _monai(
         lambda: nets.resnet10(
             spatial_dims=3, n_input_channels=1, num_classes=CLASSES, widen_factor=0.25
         ),
-        (1, 16, 16, 16),
+        (1, 32, 32, 32),
     ),
     "UNETR": _monai(
         lambda: nets.UNETR(
@@ -121,10 +122,9 @@ def check(result: Result, *written: Path) -> bool:
     return False
 
 
-def _runs_like(path: Path, original: onnx.ModelProto, batch: int) -> None:
-    """The written model runs in onnxruntime at ``batch`` with the original's output shapes."""
-    graph = analyse(original)
-    shape = (batch, *graph.input_shapes["input"][1:])
+def _runs_like(path: Path, original: onnx.ModelProto) -> None:
+    """The written model runs in onnxruntime with the original's output shapes."""
+    shape = analyse(original).input_shapes["input"]
     feeds = {"input": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
     want = onnxruntime.InferenceSession(original.SerializeToString()).run(None, feeds)
     got = onnxruntime.InferenceSession(str(path)).run(None, feeds)
@@ -153,7 +153,7 @@ def test_every_command_succeeds_or_says_why_in_one_line(
         outcomes[batch] = check(result, out, plan)
     assert outcomes[2], "pruning at batch size 2 must work"
     slim, plan = tmp_path / "slim2.onnx", tmp_path / "plan2.json"
-    _runs_like(slim, model, 2)
+    _runs_like(slim, model)
     before = count_costs(analyse(model)).totals.macs
     assert count_costs(analyse(str(slim))).totals.macs < before
     applied = tmp_path / "applied.onnx"
