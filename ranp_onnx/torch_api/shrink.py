@@ -28,6 +28,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from ..errors import RanpError
+from ..ops import rule_for
 
 _CONV = nn.modules.conv._ConvNd
 _NORM = nn.modules.batchnorm._NormBase  # BatchNorm*, SyncBatchNorm, InstanceNorm*
@@ -205,42 +206,78 @@ def _as_tensor(initializer: onnx.TensorProto, like: torch.Tensor, key: str) -> t
 
 
 def _conv_groups(pruned: onnx.ModelProto) -> dict[str, int]:
-    """The ``group`` attribute of every Conv / ConvTranspose, keyed by its weight's name."""
+    """The ``group`` attribute of every convolution, keyed by its weight's name."""
     groups = {}
     for node in pruned.graph.node:
-        if node.op_type in ("Conv", "ConvTranspose") and len(node.input) > 1:
+        rule = rule_for(node.op_type, node.domain)
+        if rule is not None and rule.is_convolution and len(node.input) > 1:
             value = next((a.i for a in node.attribute if a.name == "group"), 1)
             groups[node.input[1]] = int(value)
     return groups
+
+
+#: Updates one kind of layer's channel attributes: (layer, weight shape or None, the pruned
+#: convolution's group count or None, journal).
+Updater = Callable[[Any, "tuple[int, ...] | None", "int | None", "ShrinkJournal"], None]
+
+
+def _conv(layer: Any, shape: tuple[int, ...] | None, group: int | None, j: ShrinkJournal) -> None:
+    if shape is None:
+        return
+    group = group if group is not None else layer.groups
+    j.set_attribute(layer, "groups", group)
+    rows, columns = (
+        ("in_channels", "out_channels") if layer.transposed else ("out_channels", "in_channels")
+    )
+    j.set_attribute(layer, rows, shape[0])
+    j.set_attribute(layer, columns, shape[1] * group)
+
+
+def _norm(layer: Any, shape: tuple[int, ...] | None, group: int | None, j: ShrinkJournal) -> None:
+    size = _channel_tensor_size(layer)
+    if size is not None:
+        j.set_attribute(layer, "num_features", size)
+
+
+def _group_norm(
+    layer: Any, shape: tuple[int, ...] | None, group: int | None, j: ShrinkJournal
+) -> None:
+    if shape is not None:
+        _set_group_norm_channels(layer, shape[0], j)
+
+
+def _linear(layer: Any, shape: tuple[int, ...] | None, group: int | None, j: ShrinkJournal) -> None:
+    if shape is not None:
+        j.set_attribute(layer, "out_features", shape[0])
+        j.set_attribute(layer, "in_features", shape[1])
+
+
+def _prelu(layer: Any, shape: tuple[int, ...] | None, group: int | None, j: ShrinkJournal) -> None:
+    if shape is not None:
+        j.set_attribute(layer, "num_parameters", int(layer.weight.numel()))
+
+
+#: The torch layers whose channel counts live in attributes, and how to update them (the
+#: closest class in a layer's MRO wins, so subclasses are covered).
+UPDATERS: dict[type[nn.Module], Updater] = {
+    _CONV: _conv,
+    _NORM: _norm,
+    nn.GroupNorm: _group_norm,
+    nn.Linear: _linear,
+    nn.PReLU: _prelu,
+}
 
 
 def _update_attributes(
     prefix: str, layer: nn.Module, groups: Mapping[str, int], journal: ShrinkJournal
 ) -> None:
     """Make a known layer's channel attributes agree with its tensors' new shapes."""
+    update = next((UPDATERS[kind] for kind in type(layer).__mro__ if kind in UPDATERS), None)
+    if update is None:
+        return
     weight = getattr(layer, "weight", None)
-    weight_shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else None
-    if isinstance(layer, _CONV) and weight_shape is not None:
-        key = f"{prefix}.weight" if prefix else "weight"
-        group = groups.get(key, layer.groups)
-        journal.set_attribute(layer, "groups", group)
-        if layer.transposed:
-            journal.set_attribute(layer, "in_channels", weight_shape[0])
-            journal.set_attribute(layer, "out_channels", weight_shape[1] * group)
-        else:
-            journal.set_attribute(layer, "out_channels", weight_shape[0])
-            journal.set_attribute(layer, "in_channels", weight_shape[1] * group)
-    elif isinstance(layer, _NORM):
-        size = _channel_tensor_size(layer)
-        if size is not None:
-            journal.set_attribute(layer, "num_features", size)
-    elif isinstance(layer, nn.GroupNorm) and weight_shape is not None:
-        _set_group_norm_channels(layer, weight_shape[0], journal)
-    elif isinstance(layer, nn.Linear) and weight_shape is not None:
-        journal.set_attribute(layer, "out_features", weight_shape[0])
-        journal.set_attribute(layer, "in_features", weight_shape[1])
-    elif isinstance(layer, nn.PReLU) and weight_shape is not None:
-        journal.set_attribute(layer, "num_parameters", int(weight.numel()))  # type: ignore[union-attr]
+    shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else None
+    update(layer, shape, groups.get(f"{prefix}.weight" if prefix else "weight"), journal)
 
 
 def _channel_tensor_size(layer: nn.Module) -> int | None:
