@@ -197,41 +197,35 @@ def _zero_channel(model: _Model) -> Iterator[Place]:
         yield apply
 
 
+def _roll(weight: str, axis: int) -> Place:
+    """Roll a weight by one along ``axis`` (where that changes it)."""
+
+    def apply(m: _Model) -> str | None:
+        value = m.value(weight)
+        if value is None or value.shape[axis] < 2:
+            return None
+        shifted = np.roll(value, 1, axis=axis)
+        if not _changed(value, shifted):
+            return None
+        m.set(weight, shifted)
+        return weight
+
+    return apply
+
+
 def _shift_concat_offset(model: _Model) -> Iterator[Place]:
+    """The input channels a conv reads from a Concat, one off."""
     for node, weight, _axis in _layers(model):
         producer = model.producers.get(node.input[0])
-        if node.op_type != "Conv" or producer is None or producer.op_type != "Concat":
-            continue
-
-        def apply(m: _Model, weight: str = weight) -> str | None:
-            value = m.value(weight)
-            if value is None or value.shape[1] < 2:
-                return None
-            shifted = np.roll(value, 1, axis=1)
-            if not _changed(value, shifted):
-                return None
-            m.set(weight, shifted)
-            return weight
-
-        yield apply
+        if node.op_type == "Conv" and producer is not None and producer.op_type == "Concat":
+            yield _roll(weight, axis=1)
 
 
 def _misalign_groups(model: _Model) -> Iterator[Place]:
+    """A grouped conv's filters moved by one, across a group boundary."""
     for node, weight, _axis in _layers(model):
-        if node.op_type != "Conv" or _attribute(node, "group", 1) < 2:
-            continue
-
-        def apply(m: _Model, weight: str = weight) -> str | None:
-            value = m.value(weight)
-            if value is None:
-                return None
-            shifted = np.roll(value, 1, axis=0)
-            if not _changed(value, shifted):
-                return None
-            m.set(weight, shifted)
-            return weight
-
-        yield apply
+        if node.op_type == "Conv" and _attribute(node, "group", 1) >= 2:
+            yield _roll(weight, axis=0)
 
 
 def _drop_bias_entry(model: _Model) -> Iterator[Place]:

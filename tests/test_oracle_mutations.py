@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from mutations import Mutation, mutations
 from oracle import random_prune
 from pruning_models import SMALL, zoo_model
-from test_random_architectures import RandomNet, blocks
+from test_random_architectures import blocks, random_model
 from torch import nn
 
 from ranp_onnx.analysis.shapes import analyse
@@ -109,13 +109,7 @@ def test_a_shifted_channel_slice_is_caught() -> None:
 def test_every_corruption_of_a_generated_rewrite_is_caught(
     channels: int, size: int, layout: list, head: str, seed: int
 ) -> None:
-    torch.manual_seed(seed)
-    net = RandomNet(channels, size, layout, head, classes=3).eval()
-    for module in net.modules():
-        if isinstance(module, nn.BatchNorm3d):
-            module.running_var.uniform_(0.5, 2.0)
-            module.bias.data.normal_()
-    model = export_module(net, torch.randn(2, channels, size, size, size))
+    model = random_model(channels, size, layout, head, seed)
     corrupt_and_check(model, 0.4, seed)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import onnx
 import pytest
 import torch
 from builders import export_module
@@ -220,6 +221,21 @@ def _build(block: Block, c: int, size: int) -> tuple[nn.Module | None, int, int]
     return None, c, size
 
 
+def random_model(
+    channels: int, size: int, layout: list[Block], head: str, seed: int
+) -> onnx.ModelProto:
+    """The exported network, BatchNorm statistics and affine parameters away from 0 and 1."""
+    torch.manual_seed(seed)
+    net = RandomNet(channels, size, layout, head, classes=3).eval()
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm3d):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.normal_()
+    return export_module(net, torch.randn(2, channels, size, size, size))
+
+
 blocks = st.builds(
     Block,
     kind=st.sampled_from(BLOCKS),
@@ -245,15 +261,7 @@ blocks = st.builds(
 def test_random_architecture_prunes_exactly(
     channels: int, size: int, layout: list[Block], head: str, sparsity: float, seed: int
 ) -> None:
-    torch.manual_seed(seed)
-    net = RandomNet(channels, size, layout, head, classes=3).eval()
-    for module in net.modules():
-        if isinstance(module, nn.BatchNorm3d):
-            module.running_mean.normal_()
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.normal_()
-    model = export_module(net, torch.randn(2, channels, size, size, size))
+    model = random_model(channels, size, layout, head, seed)
     run = random_prune(model, sparsity, seed)
     assert run.error <= 1e-4
     assert run.macs_after <= run.macs_before
