@@ -6,7 +6,9 @@ The pipeline, one module per stage: :mod:`~ranp_onnx.load` -> :mod:`~ranp_onnx.a
 
 The torch side is imported on first use, so ``import ranp_onnx`` does not import torch:
 :func:`to_torch` / :func:`to_onnx` (:mod:`~ranp_onnx.round_trip`) and
-:func:`prune_module` (:mod:`~ranp_onnx.prune_torch`).
+:func:`prune_module` (:mod:`~ranp_onnx.prune_torch`); :func:`regularize`,
+:func:`regularize_module` and :class:`Regularizer` (:mod:`ranp_onnx.regularization`,
+Zhang et al.'s regularization-based pruning of trained networks).
 """
 
 from __future__ import annotations
@@ -25,12 +27,19 @@ from .prune import PruneOptions, PruneResult, apply_plan, prune
 
 if TYPE_CHECKING:
     from .prune_torch import PrunedModule, prune_module
+    from .regularization.options import RegularizeOptions
+    from .regularization.pipeline import regularize, regularize_module
+    from .regularization.regularizer import Regularizer
     from .round_trip import to_onnx, to_torch
 
 #: Public names imported on first access (they import torch), and their modules.
 _LAZY = {
     "PrunedModule": "prune_torch",
     "prune_module": "prune_torch",
+    "RegularizeOptions": "regularization.options",
+    "Regularizer": "regularization.regularizer",
+    "regularize": "regularization.pipeline",
+    "regularize_module": "regularization.pipeline",
     "to_onnx": "round_trip",
     "to_torch": "round_trip",
 }
@@ -43,6 +52,8 @@ __all__ = [
     "PruneResult",
     "PrunedModule",
     "RanpError",
+    "RegularizeOptions",
+    "Regularizer",
     "analyse",
     "apply_plan",
     "count_costs",
@@ -50,6 +61,8 @@ __all__ = [
     "parse_input_shapes",
     "prune",
     "prune_module",
+    "regularize",
+    "regularize_module",
     "to_onnx",
     "to_torch",
 ]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import distributed
+from .analyse import GraphAnalysis
 from .channels import ChannelAnalysis
 from .data import Batch
 from .errors import DataError
@@ -147,7 +148,7 @@ class _Scorer:
         self.module = TorchGraph(graph, batchnorm=batchnorm).eval().to(device)  # type: ignore[arg-type]
         _zero_layer_biases(channels, self.module)
         output = graph.output_names[0]
-        self.logits = _logits_of(channels, output)
+        self.logits = logits_of(channels.graph, output)
         classes = graph.shape(output)[1] if len(graph.shape(output)) > 1 else 1
         self.loss = make_loss(loss_name, classes=classes, ignore_index=ignore_index)
         layers = channels.layers
@@ -289,9 +290,8 @@ def _zero_layer_biases(channels: ChannelAnalysis, module: object) -> None:
                 module.parameter(node.inputs[slot]).zero_()  # type: ignore[attr-defined]
 
 
-def _logits_of(channels: ChannelAnalysis, output: str) -> str:
-    """The tensor the loss reads: the output, or the logits before a final softmax."""
-    graph = channels.graph
+def logits_of(graph: GraphAnalysis, output: str) -> str:
+    """The tensor a loss reads: the output, or the logits before a final softmax."""
     producer = graph.producer(output)
     if producer is None:
         return output
