@@ -91,7 +91,11 @@ _TRAINING = [
         type=click.IntRange(0),
         help="Fine-tuning iterations after the rewrite.",
     ),
-    _option("--finetune-lr", type=_POSITIVE, help="Their learning rate (default: --lr)."),
+    _option(
+        "--finetune-lr",
+        type=_POSITIVE,
+        help="Their initial learning rate, decayed by a cosine to 0 (default: --lr).",
+    ),
     _option("--batch-size", default=30, type=click.IntRange(1), help="The paper's 30."),
     _option("--loss", type=click.Choice(list(LABELS_BY_LOSS)), default="cross-entropy"),
     ignore_index_option,

@@ -15,8 +15,8 @@ import torch
 from onnx import numpy_helper
 from regularization_models import CLIP, FAST, clip_batches, clips_npz, small_c3d
 
-from ranp_onnx.errors import DataError
 from ranp_onnx import RegularizeOptions, regularize, regularize_module
+from ranp_onnx.errors import DataError
 from ranp_onnx.regularization.loop import Interrupted, RunProgress
 
 SHAPES = {"input": (1, *CLIP)}

@@ -197,6 +197,8 @@ class Trainer:
         checkpoint_every: Iterations between checkpoints.
         after: Iterations the run will take after this phase (for the time left).
         offset: Iterations before this phase (the record numbers iterations across phases).
+        learning_rate: The learning rate of each iteration (numbered from 1); None keeps
+            the optimizer's.
     """
 
     phase: str
@@ -212,6 +214,7 @@ class Trainer:
     checkpoint_every: int = 1000
     after: int = 0
     offset: int = 0
+    learning_rate: Callable[[int], float] | None = None
 
     def run(
         self, done: int, position: Position, *, limit: int | None, stop: Callable[[], bool]
@@ -253,6 +256,9 @@ class Trainer:
         }
         assert batch.labels is not None
         labels = torch.from_numpy(batch.labels).to(self.device)
+        if self.learning_rate is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.learning_rate(number)
         loss = self.loss(self.forward(inputs), labels)
         if not torch.isfinite(loss):
             raise DivergedError(

@@ -42,7 +42,7 @@ class RegularizeOptions:
             group is gone); groups still due then are removed as they rank.
         epochs: The same bound in passes over the data (an alternative to iterations).
         finetune: Fine-tuning iterations after the rewrite.
-        finetune_lr: Their learning rate; None: ``lr``.
+        finetune_lr: Their initial learning rate, decayed by a cosine; None: ``lr``.
         batch_size: Samples per batch of a file source.
         loss: Training loss.
         ignore_index: Label value the loss ignores.

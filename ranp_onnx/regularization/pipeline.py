@@ -10,7 +10,7 @@ This module imports torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ def regularize(
     data: ModuleData,
     options: RegularizeOptions,
     *,
-    input_shapes: dict[str, Sequence[int]] | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
     progress: Callable[[RunProgress], None] | None = None,
     checkpoint: str | Path | None = None,
     resume: str | Path | None = None,

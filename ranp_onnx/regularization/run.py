@@ -42,6 +42,11 @@ from .stream import Position, TrainingStream
 from .subjects import GraphSubject, ModuleSubject
 
 
+def cosine(start: float, iterations: int) -> Callable[[int], float]:
+    """The fine-tuning learning rate: ``start`` decayed by a cosine to 0 at the last iteration."""
+    return lambda number: 0.5 * start * (1 + math.cos(math.pi * (number - 1) / iterations))
+
+
 def plan_groups(
     graph: GraphAnalysis, options: RegularizeOptions, parameters: Iterable[str]
 ) -> tuple[WeightGroups, Allocation]:
@@ -196,6 +201,7 @@ class Run:
             constraint.update()
         trainer = self._trainer("finetune", optimizer, constraint, after=0)
         trainer.offset = self.state.regularize_iterations
+        trainer.learning_rate = cosine(options.finetune_lr or options.lr, options.finetune)
         trainer.run(
             self.state.done, self.state.position, limit=options.finetune, stop=lambda: False
         )
