@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -319,13 +320,14 @@ def regularize_command(model: str, output: str, force: bool, **params: Any) -> N
 
 def _render(result: Any, out: Path, paths: dict[str, Path | None], as_json: bool) -> None:
     record = result.record
+    after = dataclasses.replace(result.after, model=out.name)
     if as_json:
-        document = comparison_json(result.before, result.after)
+        document = comparison_json(result.before, after)
         document["record"] = {k: v for k, v in record.items() if k not in ("history", "removals")}
         document["output"] = str(out)
         click.echo(json.dumps(document, sort_keys=True))
         return
-    click.echo(format_comparison(result.before, result.after))
+    click.echo(format_comparison(result.before, after))
     click.echo("")
     for label, text in summary_lines(record):
         click.echo(f"{label:<14}{text}")

@@ -121,7 +121,7 @@ def generate(
     size: int = 32,
     seed: int = 0,
     split: str = "train",
-    noise: float = NOISE,
+    noise: float | None = None,
 ) -> ClipSet:
     """Generate ``count`` clips.
 
@@ -138,6 +138,7 @@ def generate(
     """
     images, _ = _digits()
     pool = digit_pool(split, seed)
+    sigma = NOISE if noise is None else noise
     inputs = np.zeros((count, 1, frames, size, size), dtype=np.float32)
     labels = np.arange(count, dtype=np.int64) % CLASSES
     positions = np.empty((count, frames, 2))
@@ -148,5 +149,5 @@ def generate(
         positions[index] = trajectory(label, frames, size, rng)
         for frame, (row, col) in enumerate(np.rint(positions[index]).astype(int)):
             inputs[index, 0, frame, row : row + DIGIT, col : col + DIGIT] = image
-        inputs[index] += rng.normal(0.0, noise, size=inputs[index].shape).astype(np.float32)
+        inputs[index] += rng.normal(0.0, sigma, size=inputs[index].shape).astype(np.float32)
     return ClipSet(inputs=inputs, labels=labels, positions=positions)

@@ -122,6 +122,27 @@ def target_description(speedup: float | None, target_flops: float | None) -> str
     return f"--speedup {speedup:g}" if speedup is not None else f"--target-flops {target_flops:g}"
 
 
+def _checked_target(
+    groups: WeightGroups, speedup: float | None, target_flops: float | None
+) -> tuple[str, float]:
+    """The target as given and as a fraction of the FLOPs; refuse what cannot be done."""
+    if (speedup is None) == (target_flops is None):
+        raise PlanError("give exactly one of --speedup and --target-flops")
+    asked = target_description(speedup, target_flops)
+    fraction = 1.0 / speedup if speedup is not None else float(target_flops or 0.0)
+    if fraction >= 1.0:
+        raise PlanError(f"{asked}: the full model already meets it; nothing to regularize")
+    if fraction <= 0.0:
+        raise PlanError(f"{asked}: must keep a positive fraction of the FLOPs")
+    if not groups.layers:
+        reasons = sorted({reason for _, reason in groups.left_alone}) or ["no convolution"]
+        raise PlanError(
+            f"nothing to regularize at --granularity {groups.granularity}: "
+            f"no convolution has groups that can go ({'; '.join(reasons)})"
+        )
+    return asked, fraction
+
+
 def allocate(
     groups: WeightGroups,
     method: str,
@@ -145,20 +166,7 @@ def allocate(
         PlanError: Both or neither target; a target the full model already meets; no
             regularized layer; a target that removing every group cannot reach.
     """
-    if (speedup is None) == (target_flops is None):
-        raise PlanError("give exactly one of --speedup and --target-flops")
-    asked = target_description(speedup, target_flops)
-    fraction = 1.0 / speedup if speedup is not None else float(target_flops or 0.0)
-    if fraction >= 1.0:
-        raise PlanError(f"{asked}: the full model already meets it; nothing to regularize")
-    if fraction <= 0.0:
-        raise PlanError(f"{asked}: must keep a positive fraction of the FLOPs")
-    if not groups.layers:
-        reasons = sorted({reason for _, reason in groups.left_alone}) or ["no convolution"]
-        raise PlanError(
-            f"nothing to regularize at --granularity {groups.granularity}: "
-            f"no convolution has groups that can go ({'; '.join(reasons)})"
-        )
+    asked, fraction = _checked_target(groups, speedup, target_flops)
     full = count_costs(groups.channels.graph, convention).totals.flops
     target = fraction * full
     unit = _unit_ratios(groups, method)

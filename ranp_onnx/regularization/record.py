@@ -173,9 +173,45 @@ def build_record(
 ) -> dict[str, Any]:
     """The JSON record of a finished run (what ``--record`` writes)."""
     groups, allocation = regularizer.groups, regularizer.allocation
+    layers, removals = _layer_entries(regularizer)
+    totals = before.totals
+    removed = _removed_summary(layers, removals)
+    removed.update(due=allocation.due_total, channels_removed=finished.removed_units)
+    return {
+        "format": RECORD_FORMAT,
+        "model": model,
+        "settings": settings,
+        "granularity": groups.granularity,
+        "allocation": {
+            "method": allocation.method,
+            "prune_ratio": allocation.prune_ratio,
+            "target_flops": allocation.target_flops,
+            "predicted_flops": allocation.predicted_flops,
+            "layers": layers,
+            "left_alone": [{"layer": n, "reason": r} for n, r in groups.left_alone],
+        },
+        "removed": removed,
+        "removals": removals,
+        "iterations": iterations,
+        "before": totals.to_json(),
+        "after": after.totals.to_json(),
+        "sparse_flops": sparse_flops,
+        "speedup": totals.flops / max(sparse_flops, 1),
+        "convention": before.convention,
+        "validation": finished.validation.to_json() if finished.validation else None,
+        "in_place": in_place,
+        "history": history.to_json(),
+        "seconds": seconds,
+    }
+
+
+def _layer_entries(regularizer: Regularizer) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per layer: its allocation and outcome, and every removal's iteration and norm."""
     layers = []
     removals = []
-    for layer, schedule, ratio in zip(groups.layers, regularizer.schedules, allocation.ratios):
+    for layer, schedule, ratio in zip(
+        regularizer.groups.layers, regularizer.schedules, regularizer.allocation.ratios
+    ):
         gone = np.flatnonzero(schedule.removed)
         layers.append(
             {
@@ -197,42 +233,21 @@ def build_record(
                 "ratio_to_kept_mean": _finite(schedule.removed_ratio[gone]),
             }
         )
+    return layers, removals
+
+
+def _removed_summary(
+    layers: list[dict[str, Any]], removals: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """How many groups went, and how far from 0 they were when they went."""
     norms = [x for entry in removals for x in entry["norm"] if x is not None]
     ratios = [x for entry in removals for x in entry["ratio_to_kept_mean"] if x is not None]
-    totals = before.totals
     return {
-        "format": RECORD_FORMAT,
-        "model": model,
-        "settings": settings,
-        "granularity": groups.granularity,
-        "allocation": {
-            "method": allocation.method,
-            "prune_ratio": allocation.prune_ratio,
-            "target_flops": allocation.target_flops,
-            "predicted_flops": allocation.predicted_flops,
-            "layers": layers,
-            "left_alone": [{"layer": n, "reason": r} for n, r in groups.left_alone],
-        },
-        "removed": {
-            "groups": sum(entry["removed"] for entry in layers),
-            "due": allocation.due_total,
-            "forced": sum(entry["forced"] for entry in layers),
-            "max_norm_at_removal": max(norms, default=None),
-            "max_ratio_to_kept_mean": max(ratios, default=None),
-            "median_ratio_to_kept_mean": float(np.median(ratios)) if ratios else None,
-            "channels_removed": finished.removed_units,
-        },
-        "removals": removals,
-        "iterations": iterations,
-        "before": totals.to_json(),
-        "after": after.totals.to_json(),
-        "sparse_flops": sparse_flops,
-        "speedup": totals.flops / max(sparse_flops, 1),
-        "convention": before.convention,
-        "validation": finished.validation.to_json() if finished.validation else None,
-        "in_place": in_place,
-        "history": history.to_json(),
-        "seconds": seconds,
+        "groups": sum(entry["removed"] for entry in layers),
+        "forced": sum(entry["forced"] for entry in layers),
+        "max_norm_at_removal": max(norms, default=None),
+        "max_ratio_to_kept_mean": max(ratios, default=None),
+        "median_ratio_to_kept_mean": float(np.median(ratios)) if ratios else None,
     }
 
 
