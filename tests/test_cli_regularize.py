@@ -106,6 +106,24 @@ def test_shape_granularity_with_dpr_and_ratios_by_hand(
     assert removed["median_ratio_to_kept_mean"] < 0.01
 
 
+def test_epochs_bound_the_regularization_then_the_rest_is_removed(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    out, record = tmp_path / "slim.onnx", tmp_path / "run.json"
+    result = run(
+        files["c3d"], "--data", files["clips"], "--speedup", "2", *FAST_FLAGS,
+        "--epochs", "0.5", "--record", record, "-o", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    document = json.loads(record.read_text())
+    # 32 clips in batches of 8: half an epoch is 2 iterations, too few for any group to go.
+    assert document["iterations"]["regularize"] == 2
+    removed = document["removed"]
+    assert removed["forced"] == removed["groups"] == removed["due"] > 0
+    assert f"({removed['forced']} before they were gone)" in result.output
+    assert gflops(out) <= gflops(files["c3d"]) / 2
+
+
 def assert_one_line(result: Result, message: str, code: int = 1) -> None:
     assert result.exit_code == code, result.output
     lines = result.output.strip().splitlines()

@@ -126,3 +126,10 @@ def test_for_module_refuses_an_unreachable_target() -> None:
 
     with pytest.raises(PlanError, match="not reachable"):
         make(speedup=500.0)
+
+
+def test_the_schedule_updates_every_update_interval_calls() -> None:
+    _, regularizer = make(update_interval=3)
+    for call in range(1, 7):
+        regularizer.update()
+        assert [s.updates for s in regularizer.schedules] == [call // 3] * 2
