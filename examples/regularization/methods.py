@@ -7,6 +7,10 @@ From one pre-trained model per architecture:
   filter L1 norm), then ``finetune`` SGD steps;
 - **SPR**, **DPR** (channel groups) and **DPR (shape)** (the paper's im2col columns):
   ``ranp_onnx.regularize`` to the same target, whose fine-tuning has the same budget;
+- **DPR one-shot**: the control for the method's one claim, gradual regularization: the
+  same DPR allocation and the same groups, the lowest by L1 norm removed at once from the
+  trained model (what the regularizer would remove at its first update), then the same
+  fine-tuning;
 - **RANP-f**: the other paper's answer to the same question, pruned at initialization to
   DPR's FLOPs and trained from scratch for the whole budget (pre-training + DPR's
   regularization + fine-tuning).
@@ -33,7 +37,11 @@ from ranp_onnx.costs import count_costs
 from ranp_onnx.data import Batch
 from ranp_onnx.errors import PlanError
 from ranp_onnx.prune import PruneOptions, Scoring, prune_scored, score_model
+from ranp_onnx.regularization.finish import finish
 from ranp_onnx.regularization.groups import is_convolution
+from ranp_onnx.regularization.regularizer import Regularizer, trainable_tensors
+from ranp_onnx.regularization.run import plan_groups
+from ranp_onnx.round_trip import to_onnx, to_torch
 
 
 @dataclass(frozen=True)
@@ -222,6 +230,54 @@ def regularized(
             "channels_removed": removed["channels_removed"],
             "validation_error": (record["validation"] or {}).get("max_relative_error"),
         },
+    )
+
+
+def one_shot_allocation(
+    model: onnx.ModelProto,
+    data: tuple[Samples, Samples],
+    recipe: Recipe,
+    speedup: float,
+    seed: int,
+) -> Run:
+    """DPR one-shot: DPR's due groups, lowest L1 first, removed at once; then fine-tuning."""
+    started = time.process_time()
+    train, test = data
+    graph = analyse(model, shape_of(train))
+    module = to_torch(graph)
+    tensors = trainable_tensors(module)
+    options = RegularizeOptions(speedup=speedup, allocation="dpr", a=recipe.a)
+    try:
+        groups, allocation = plan_groups(graph, options, tensors)
+    except PlanError as error:
+        return Run("DPR one-shot", speedup, seed, None, note=f"not reachable: {error}")
+    regularizer = Regularizer(groups, allocation, tensors, options.schedule())
+    regularizer.finish()  # no update yet: every average rank is 0, so the lowest norms go
+    finished = finish(
+        to_onnx(module), dict(graph.input_shapes), groups, regularizer.schedules,
+        convention="standard",
+    )  # fmt: skip
+    fitted = fit(
+        finished.model,
+        train,
+        steps=recipe.finetune_steps,
+        batch=recipe.batch,
+        lr=recipe.lr,
+        cosine=True,
+        seed=seed,
+    )
+    flops = finished.after.totals.flops
+    return Run(
+        "DPR one-shot",
+        speedup,
+        seed,
+        top1(fitted.model, test),
+        flops=flops,
+        counted_flops=flops,
+        finetune_steps=recipe.finetune_steps,
+        seconds=time.process_time() - started,
+        losses=fitted.losses,
+        extra={"due": allocation.due_total, "prune_ratio": allocation.prune_ratio},
     )
 
 

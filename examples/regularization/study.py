@@ -44,7 +44,7 @@ from ranp_onnx.regularization.allocation import paper_ratios
 from ranp_onnx.regularization.groups import weight_groups
 
 #: The methods of Tables 2 and 3, in order; RANP-f runs after DPR (it takes DPR's FLOPs).
-METHODS = ("TP", "FP", "SPR", "DPR", "DPR shape", "RANP-f")
+METHODS = ("TP", "FP", "SPR", "DPR", "DPR shape", "DPR one-shot", "RANP-f")
 
 
 @dataclass(frozen=True)
@@ -210,6 +210,8 @@ def run_model(
                     run = methods.one_shot(
                         method, graph, scoring, data, scale.recipe, speedup, seed
                     )
+                elif method == "DPR one-shot":
+                    run = methods.one_shot_allocation(model, data, scale.recipe, speedup, seed)
                 elif method == "RANP-f":
                     run = ranp_after(name, width, data, scale, entry, dpr, speedup, seed)
                 else:

@@ -31,6 +31,7 @@ NAMES = {
     "SPR": "Ours (SPR, channels)",
     "DPR": "Ours (DPR, channels)",
     "DPR shape": "Ours (DPR, columns: the paper's groups)",
+    "DPR one-shot": "DPR ratios, lowest L1 removed at once (control)",
     "RANP-f": "RANP-f (at init, DPR's FLOPs, from scratch)",
 }
 
@@ -88,7 +89,9 @@ def error_table(name: str, entry: Mapping[str, Any], speedups: Sequence[float]) 
         cells = []
         for column, speedup in enumerate(speedups):
             runs = [r for r in entry["runs"] if r["method"] == method and r["speedup"] == speedup]
-            paper = PAPER_ERRORS.get(name, {}).get(method.split()[0])
+            paper = PAPER_ERRORS.get(name, {}).get(method) or (
+                PAPER_ERRORS.get(name, {}).get("DPR") if method == "DPR shape" else None
+            )
             cells += [*_errors(runs, base), f"{paper[column]:.2f}" if paper else ""]
         lines.append(f"| {NAMES.get(method, method)} | " + " | ".join(cells) + " |")
     return lines
@@ -139,7 +142,8 @@ def loss_figure(results: Mapping[str, Any], path: Path, speedup: float = 2.0) ->
         axis.set_xlabel("iteration since pruning started")
         axis.set_ylabel("training loss")
         axis.set_yscale("log")
-        axis.legend(fontsize=7)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     pyplot.close(figure)
