@@ -43,7 +43,7 @@ from .subjects import GraphSubject, ModuleSubject
 
 
 def cosine(start: float, iterations: int) -> Callable[[int], float]:
-    """The fine-tuning learning rate: ``start`` decayed by a cosine to 0 at the last iteration."""
+    """The fine-tuning learning rate at each iteration: ``start`` decayed by a cosine toward 0."""
     return lambda number: 0.5 * start * (1 + math.cos(math.pi * (number - 1) / iterations))
 
 
