@@ -84,7 +84,10 @@ def error_table(name: str, entry: Mapping[str, Any], speedups: Sequence[float]) 
         header += f" {speedup:g}x: increased err. (%) | GFLOPs | reg. steps | paper |"
         rule += "---:|---:|---:|---:|"
     lines = [header, rule]
-    methods = list(dict.fromkeys(run["method"] for run in entry["runs"]))
+    methods = sorted(
+        dict.fromkeys(run["method"] for run in entry["runs"]),
+        key=lambda method: list(NAMES).index(method) if method in NAMES else len(NAMES),
+    )
     for method in methods:
         cells = []
         for column, speedup in enumerate(speedups):
@@ -170,3 +173,49 @@ def write(results: Mapping[str, Any], folder: Path) -> None:
     lines.append(f"CPU: {results['cpu_seconds']:.0f} s; wall: {results['wall_seconds']:.0f} s.")
     (folder / "tables.md").write_text("\n".join(lines) + "\n")
     loss_figure(results, folder / "fig4_loss.png")
+
+
+def merged(documents: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Several runs of the study as one: the runs of each model together.
+
+    Raises:
+        ValueError: Two runs pre-trained a model differently (different base accuracy).
+    """
+    first = dict(documents[0])
+    models: dict[str, Any] = {
+        name: {**entry, "runs": list(entry["runs"])} for name, entry in first["models"].items()
+    }
+    for document in documents[1:]:
+        for name, entry in document["models"].items():
+            if name not in models:
+                models[name] = dict(entry)
+                continue
+            if entry["base"]["top1"] != models[name]["base"]["top1"]:
+                raise ValueError(f"{name}: the runs start from different pre-trained models")
+            models[name]["runs"] += entry["runs"]
+    commands = [document["command"] for document in documents]
+    return {
+        **first,
+        "models": models,
+        "command": "` and `".join(commands),
+        "cpu_seconds": sum(document["cpu_seconds"] for document in documents),
+        "wall_seconds": sum(document["wall_seconds"] for document in documents),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Render ``tables.md`` and Fig. 4 from one or more ``results.json`` of the study."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("results", type=Path, nargs="+", help="results.json files")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the tables")
+    args = parser.parse_args(argv)
+    documents = [json.loads(path.read_text()) for path in args.results]
+    write(merged(documents), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
