@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from ranp_onnx.exporters import build_model, export_built
 
-from ranp_onnx.data import Batch
+from ranp_onnx.scoring.data import Batch
+from ranp_onnx.zoo import build_model, export_built
 
 #: The small C3D's clip: 1 channel, 9 frames of 16 x 16 (the smallest C3D takes).
 CLIP = (1, 9, 16, 16)

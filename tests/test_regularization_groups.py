@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ranp_onnx.analyse import GraphAnalysis, analyse
-from ranp_onnx.channels import analyse_channels
-from ranp_onnx.costs import count_costs
+from ranp_onnx.analysis.channels import analyse_channels
+from ranp_onnx.analysis.costs import count_costs
+from ranp_onnx.analysis.shapes import analyse
 from ranp_onnx.errors import PlanError
-from ranp_onnx.prune_torch import export_for_pruning
+from ranp_onnx.ir.graph import GraphAnalysis
 from ranp_onnx.regularization.allocation import (
     allocate,
     due_counts,
@@ -22,6 +22,7 @@ from ranp_onnx.regularization.allocation import (
 )
 from ranp_onnx.regularization.groups import WeightGroups, weight_groups
 from ranp_onnx.regularization.regularizer import trainable_tensors
+from ranp_onnx.torch_api.prune_module import export_for_pruning
 
 SHAPE = (1, 1, 4, 4, 4)
 
@@ -185,10 +186,10 @@ def test_shape_allocation_counts_the_columns_macs() -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"speedup": 1.0}, "--speedup 1: the full model already meets it"),
-        ({"target_flops": 1.0}, "--target-flops 1: the full model already meets it"),
-        ({"speedup": 1000.0}, "--speedup 1000 is not reachable at --granularity channel"),
-        ({}, "give exactly one of --speedup and --target-flops"),
+        ({"speedup": 1.0}, "`speedup` 1: the full model already meets it"),
+        ({"target_flops": 1.0}, "`target_flops` 1: the full model already meets it"),
+        ({"speedup": 1000.0}, "`speedup` 1000 is not reachable at `granularity` channel"),
+        ({}, "give exactly one of `speedup` and `target_flops`"),
     ],
 )
 def test_allocation_refusals(settings: dict[str, float], message: str) -> None:
@@ -209,5 +210,5 @@ def test_a_model_with_nothing_to_regularize_says_why() -> None:
     groups = groups_of(OneConv(), "channel")
     assert groups.layers == ()
     assert groups.left_alone == (("/conv/Conv", "feeds graph output '3'"),)
-    with pytest.raises(PlanError, match="nothing to regularize at --granularity channel"):
+    with pytest.raises(PlanError, match="nothing to regularize at `granularity` channel"):
         allocate(groups, "spr", speedup=2.0)

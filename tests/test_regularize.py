@@ -102,12 +102,12 @@ def test_resume_refuses_other_options(tmp_path: Path) -> None:
     options = RegularizeOptions(speedup=2.0, iterations=2, checkpoint_every=1, **FAST)
     regularize(small_c3d(), clip_batches(), options, input_shapes=SHAPES, checkpoint=checkpoint)
     other = RegularizeOptions(speedup=2.0, iterations=2, **{**FAST, "lr": 0.01})
-    with pytest.raises(PlanError, match=r"made with --lr 0\.05, not 0\.01"):
+    with pytest.raises(PlanError, match=r"made with `lr` 0\.05, not 0\.01"):
         regularize(small_c3d(), clip_batches(), other, input_shapes=SHAPES, resume=checkpoint)
 
 
 def test_regularize_module_shrinks_the_users_module_and_fine_tunes_it() -> None:
-    from ranp_onnx.exporters import build_model
+    from ranp_onnx.zoo import build_model
 
     built = build_model("c3d", input_shape=CLIP, width_mult=0.125, classes=4, seed=0)
     module = built.module

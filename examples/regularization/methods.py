@@ -26,22 +26,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import onnx
-from ranp_onnx.exporters import build_model, export_built
 
 from examples.regularization.training import EpochBatches, fit, top1
 from examples.tasks import Samples
 from ranp_onnx import RegularizeOptions, regularize
-from ranp_onnx.analyse import GraphAnalysis, analyse
-from ranp_onnx.channels import analyse_channels
-from ranp_onnx.costs import count_costs
-from ranp_onnx.data import Batch
+from ranp_onnx.analysis.channels import analyse_channels
+from ranp_onnx.analysis.costs import count_costs
+from ranp_onnx.analysis.shapes import analyse
 from ranp_onnx.errors import PlanError
-from ranp_onnx.prune import PruneOptions, Scoring, prune_scored, score_model
+from ranp_onnx.ir.graph import GraphAnalysis
+from ranp_onnx.pipeline import PruneOptions, Scoring, prune_scored, score_model
 from ranp_onnx.regularization.finish import finish
 from ranp_onnx.regularization.groups import is_convolution
 from ranp_onnx.regularization.regularizer import Regularizer, trainable_tensors
 from ranp_onnx.regularization.run import plan_groups
-from ranp_onnx.round_trip import to_onnx, to_torch
+from ranp_onnx.scoring.data import Batch
+from ranp_onnx.torch_api.round_trip import to_onnx, to_torch
+from ranp_onnx.zoo import build_model, export_built
 
 
 @dataclass(frozen=True)
@@ -146,9 +147,34 @@ def one_shot(
         pruned = prune_scored(graph, scoring, options)
     except PlanError as error:
         return Run(method, speedup, seed, None, note=f"not reachable: {error}")
+    return fine_tuned(
+        method,
+        pruned.model,
+        pruned.after.totals.flops,
+        data,
+        recipe,
+        speedup,
+        seed,
+        started,
+        extra={"sparsity": pruned.plan.settings["sparsity"]},
+    )
+
+
+def fine_tuned(
+    method: str,
+    pruned: onnx.ModelProto,
+    flops: int,
+    data: tuple[Samples, Samples],
+    recipe: Recipe,
+    speedup: float,
+    seed: int,
+    started: float,
+    extra: dict[str, Any],
+) -> Run:
+    """A model pruned at once, fine-tuned ``recipe.finetune_steps`` and tested."""
     train, test = data
     fitted = fit(
-        pruned.model,
+        pruned,
         train,
         steps=recipe.finetune_steps,
         batch=recipe.batch,
@@ -156,7 +182,6 @@ def one_shot(
         cosine=True,
         seed=seed,
     )
-    flops = pruned.after.totals.flops
     return Run(
         method,
         speedup,
@@ -167,7 +192,7 @@ def one_shot(
         finetune_steps=recipe.finetune_steps,
         seconds=time.process_time() - started,
         losses=fitted.losses,
-        extra={"sparsity": pruned.plan.settings["sparsity"]},
+        extra=extra,
     )
 
 
@@ -242,7 +267,7 @@ def one_shot_allocation(
 ) -> Run:
     """DPR one-shot: DPR's due groups, lowest L1 first, removed at once; then fine-tuning."""
     started = time.process_time()
-    train, test = data
+    train = data[0]
     graph = analyse(model, shape_of(train))
     module = to_torch(graph)
     tensors = trainable_tensors(module)
@@ -257,26 +282,15 @@ def one_shot_allocation(
         to_onnx(module), dict(graph.input_shapes), groups, regularizer.schedules,
         convention="standard",
     )  # fmt: skip
-    fitted = fit(
-        finished.model,
-        train,
-        steps=recipe.finetune_steps,
-        batch=recipe.batch,
-        lr=recipe.lr,
-        cosine=True,
-        seed=seed,
-    )
-    flops = finished.after.totals.flops
-    return Run(
+    return fine_tuned(
         "DPR one-shot",
+        finished.model,
+        finished.after.totals.flops,
+        data,
+        recipe,
         speedup,
         seed,
-        top1(fitted.model, test),
-        flops=flops,
-        counted_flops=flops,
-        finetune_steps=recipe.finetune_steps,
-        seconds=time.process_time() - started,
-        losses=fitted.losses,
+        started,
         extra={"due": allocation.due_total, "prune_ratio": allocation.prune_ratio},
     )
 

@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from ranp_onnx.exporters import build_model, export_built
 
 from examples import report as study_report
 from examples.regularization import methods, tables
@@ -38,10 +37,11 @@ from examples.regularization.methods import Recipe, Run
 from examples.regularization.training import fit, top1
 from examples.tasks import Samples
 from examples.video3d.data import generate
-from ranp_onnx.analyse import analyse
-from ranp_onnx.channels import analyse_channels
+from ranp_onnx.analysis.channels import analyse_channels
+from ranp_onnx.analysis.shapes import analyse
 from ranp_onnx.regularization.allocation import paper_ratios
 from ranp_onnx.regularization.groups import weight_groups
+from ranp_onnx.zoo import build_model, export_built
 
 #: The methods of Tables 2 and 3, in order; RANP-f runs after DPR (it takes DPR's FLOPs).
 METHODS = ("TP", "FP", "SPR", "DPR", "DPR shape", "DPR one-shot", "RANP-f")

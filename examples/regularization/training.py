@@ -20,9 +20,9 @@ import torch.nn.functional as F
 
 from examples.tasks import Samples
 from examples.training import logits_name
-from ranp_onnx.data import Batch
-from ranp_onnx.round_trip import to_onnx
-from ranp_onnx.torch_graph import TorchGraph
+from ranp_onnx.scoring.data import Batch
+from ranp_onnx.scoring.evaluator import TorchGraph
+from ranp_onnx.torch_api.round_trip import to_onnx
 
 MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-4

@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING
 from .base import LayerGeometry, OpCost, OpRule, numel, register
 from .conv import check_window_fits
 from .coupling import pass_through
-from .evaluation import required
-from .windows import Window, average_pool, lp_pool, max_pool
+from .kernels.evaluation import required
+from .kernels.windows import Window, average_pool, lp_pool, max_pool
 
 if TYPE_CHECKING:
     import torch
 
-    from ..analyse import GraphAnalysis, NodeInfo
-    from ..channel_graph import ChannelGraph
-    from ..torch_graph import EvalContext
+    from ..ir.graph import GraphAnalysis, NodeInfo
+    from .channel_graph import ChannelGraph
+    from .contexts import EvalContext
 
 
 class _Pool(OpRule):

@@ -3,7 +3,7 @@
 The paper (section 2.2) allocates an overall pruning ratio ``pr`` to the layers either
 evenly (SPR) or by redundancy and cost (DPR: ``gamma_l = (1 - w) alpha_l + w beta_l``,
 ``alpha`` from the PCA reconstruction error of the layer's weights, ``beta`` its share of
-the FLOPs, ``v`` from Eq. 4; :func:`ranp_onnx.importance.dpr_prune_ratios`). Layer ``l``
+the FLOPs, ``v`` from Eq. 4; :func:`ranp_onnx.selection.importance.dpr_prune_ratios`). Layer ``l``
 then loses ``floor(R_l N_g)`` of its ``N_g`` groups, and always keeps ``min_keep``.
 
 A speedup is a FLOPs reduction of the whole model, counted as the paper counts it: with
@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..channels import pruned_shapes
-from ..costs import Convention, count_costs
+from ..analysis.channels import pruned_shapes
+from ..analysis.costs import Convention, count_costs
 from ..errors import PlanError
-from ..importance import dpr_prune_ratios
-from ..search import lowest_accepted
+from ..selection.importance import dpr_prune_ratios
+from ..selection.search import lowest_accepted
 from .groups import WeightGroups
 
 #: The ``--allocation`` choices.
@@ -118,8 +118,8 @@ def predicted_flops(
 
 
 def target_description(speedup: float | None, target_flops: float | None) -> str:
-    """The target as the user gave it, e.g. "--speedup 2"."""
-    return f"--speedup {speedup:g}" if speedup is not None else f"--target-flops {target_flops:g}"
+    """The target as the user gave it, e.g. "`speedup` 2"."""
+    return f"`speedup` {speedup:g}" if speedup is not None else f"`target_flops` {target_flops:g}"
 
 
 def _checked_target(
@@ -127,7 +127,7 @@ def _checked_target(
 ) -> tuple[str, float]:
     """The target as given and as a fraction of the FLOPs; refuse what cannot be done."""
     if (speedup is None) == (target_flops is None):
-        raise PlanError("give exactly one of --speedup and --target-flops")
+        raise PlanError("give exactly one of `speedup` and `target_flops`")
     asked = target_description(speedup, target_flops)
     fraction = 1.0 / speedup if speedup is not None else float(target_flops or 0.0)
     if fraction >= 1.0:
@@ -137,7 +137,7 @@ def _checked_target(
     if not groups.layers:
         reasons = sorted({reason for _, reason in groups.left_alone}) or ["no convolution"]
         raise PlanError(
-            f"nothing to regularize at --granularity {groups.granularity}: "
+            f"nothing to regularize at `granularity` {groups.granularity}: "
             f"no convolution has groups that can go ({'; '.join(reasons)})"
         )
     return asked, fraction
@@ -204,7 +204,7 @@ def _unreachable(asked: str, groups: WeightGroups, smallest: float, full: float)
             f"{', ...' if len(reasons) > 1 else ''}; `ranp-onnx explain` says why)"
         )
     return (
-        f"{asked} is not reachable at --granularity {groups.granularity}: removing all but "
+        f"{asked} is not reachable at `granularity` {groups.granularity}: removing all but "
         f"one group of every regularized layer leaves {smallest / full:.1%} of the FLOPs "
         f"({full / smallest:.2f}x){why}"
     )

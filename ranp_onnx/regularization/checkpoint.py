@@ -22,8 +22,8 @@ import onnx
 import torch
 
 from ..errors import PlanError
-from ..save import atomic_path
-from ..validate import ValidationResult
+from ..ir.save import atomic_path
+from ..rewrite.oracle import ValidationResult
 
 #: The ``format`` entry of a checkpoint.
 CHECKPOINT_FORMAT = "ranp-onnx-regularize-checkpoint/1"
@@ -53,11 +53,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         document = torch.load(Path(path), map_location="cpu", weights_only=True)
     except FileNotFoundError as error:
-        raise PlanError(f"--resume {path}: no such file") from error
+        raise PlanError(f"`resume` {path}: no such file") from error
     except Exception as error:  # torch raises several types for a file it cannot read
-        raise PlanError(f"--resume {path}: not a checkpoint of ranp-onnx regularize") from error
+        raise PlanError(f"`resume` {path}: not a checkpoint of ranp-onnx regularize") from error
     if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:
-        raise PlanError(f"--resume {path}: not a checkpoint of ranp-onnx regularize")
+        raise PlanError(f"`resume` {path}: not a checkpoint of ranp-onnx regularize")
     return document
 
 
@@ -70,15 +70,15 @@ def check_resumable(
         PlanError: Names the option that differs.
     """
     if document["model_sha256"] != fingerprint(model):
-        raise PlanError(f"--resume {path}: the checkpoint was made from another model")
+        raise PlanError(f"`resume` {path}: the checkpoint was made from another model")
     saved = json.loads(document["settings"])
     for key in sorted(set(saved) | set(settings)):
         if key in RESUMABLE_CHANGES:
             continue
         if saved.get(key) != settings.get(key):
-            flag = "--" + key.replace("_", "-") if key != "a" else "-A"
+            flag = f"`{key}`"
             raise PlanError(
-                f"--resume {path}: the checkpoint was made with {flag} {saved.get(key)}, "
+                f"`resume` {path}: the checkpoint was made with {flag} {saved.get(key)}, "
                 f"not {settings.get(key)}; give the options of the interrupted run"
             )
 
@@ -97,9 +97,16 @@ def validation_from_json(document: Mapping[str, Any] | None) -> ValidationResult
     """The oracle's result back from its JSON form (in a fine-tuning checkpoint)."""
     if document is None:
         return None
+    ran = document["runtime"]
+    unchecked = document["unchecked"]
+    worst = (str(document["worst_tensor"]), float(document["max_relative_error"]))
     return ValidationResult(
-        errors=dict(document["errors"]),
+        errors=dict(ran["errors"]),
         tolerance=float(document["tolerance"]),
-        provider=str(document["provider"]),
-        input_sensitivity=document["input_sensitivity"],
+        provider=str(ran["provider"]),
+        tensors=int(document["tensors_compared"]),
+        worst_tensor=worst if unchecked is None else ("", 0.0),
+        degenerate=tuple(document["degenerate_tensors"]),
+        runtime_tolerance=float(ran["tolerance"]),
+        unchecked=unchecked,
     )

@@ -7,7 +7,7 @@
   written model as zeros.
 
 The rewrite is :func:`ranp_onnx.rewrite.rewrite` and the proof
-:func:`ranp_onnx.validate.validate`: the pruned model must equal the regularized model
+:func:`ranp_onnx.rewrite.oracle.validate`: the pruned model must equal the regularized model
 with the removed channels masked where they are consumed. Removed groups were set to
 exactly 0 during training, so that proof covers everything; how far from 0 the groups
 were when they were removed is in the schedules (``removed_norm``, ``removed_ratio``).
@@ -25,13 +25,14 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..analyse import GraphAnalysis, analyse
-from ..channels import ChannelAnalysis, analyse_channels
-from ..costs import Convention, CostReport, count_costs
+from ..analysis.channels import ChannelAnalysis, analyse_channels
+from ..analysis.costs import Convention, CostReport, count_costs
+from ..analysis.shapes import analyse
 from ..errors import InternalError
-from ..rewrite import rewrite, static_value
-from ..select import apply_constraints
-from ..validate import ValidationResult, validate
+from ..ir.graph import GraphAnalysis
+from ..rewrite.oracle import ValidationResult, validate
+from ..rewrite.surgery import rewrite, static_value
+from ..selection.constraints import apply_constraints
 from .groups import RegularizedLayer, WeightGroups, weight_axes, weight_groups
 from .schedule import LayerSchedule
 

@@ -4,9 +4,10 @@ A :class:`RegularizedLayer` is what the paper calls a layer: a set of ``N_g`` we
 of which ``R N_g`` are to go, each group ranked by its L1 norm and given its own
 coefficient. Two granularities (``--granularity``):
 
-- ``channel`` (the default): a group is a unit of :mod:`ranp_onnx.channels`, the channels
-  that are removed together; a layer is a prunable :class:`~ranp_onnx.channels.ChannelGroup`
-  (coupled layers together; for grouped convolutions each block of equal counts). A
+- ``channel`` (the default): a group is a unit of :mod:`ranp_onnx.analysis.channels`, the
+  channels that are removed together; a layer is a prunable
+  :class:`~ranp_onnx.analysis.channels.ChannelGroup` (coupled layers together; for grouped
+  convolutions each block of equal counts). A
   group's parameters are every slice the rewrite would cut for the unit: the filters of
   the layers that write it, their biases and normalisation scales and shifts, and the
   input slices of the layers that read it. Removing whole groups gives a smaller dense
@@ -29,10 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..channels import ChannelAnalysis, ChannelGroup, Layer
-from ..criteria import layer_resources
+from ..analysis.channels import ChannelAnalysis, ChannelGroup, Layer
 from ..ops import rule_for
-from ..rewrite import static_value
+from ..rewrite.surgery import static_value
+from ..selection.criteria import layer_resources
 
 #: The ``--granularity`` choices.
 GRANULARITIES = ("channel", "shape")

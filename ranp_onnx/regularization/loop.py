@@ -25,8 +25,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from ..data import Batch
 from ..errors import RanpError
+from ..scoring.data import Batch
 from .record import History
 from .regularizer import Regularizer
 from .stream import Position, TrainingStream
@@ -51,7 +51,7 @@ class Interrupted(RanpError):
     def __init__(self, checkpoint: Path, phase: str, iteration: int) -> None:
         super().__init__(
             f"interrupted after {phase} iteration {iteration}; {checkpoint} holds the run: "
-            f"continue it with the same command and --resume {checkpoint}"
+            f"continue it with the same command and `resume` {checkpoint}"
         )
         self.checkpoint = checkpoint
         self.phase = phase

@@ -12,10 +12,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..costs import CONVENTIONS, Convention
-from ..data import LABELS_BY_LOSS
+from ..analysis.costs import CONVENTIONS, Convention
 from ..errors import PlanError
-from ..validate import DEFAULT_TOLERANCE
+from ..rewrite.oracle import DEFAULT_TOLERANCE
+from ..scoring.data import LABELS_BY_LOSS
 from .allocation import ALLOCATIONS
 from .groups import GRANULARITIES
 from .schedule import CEILING_PER_A, GONE_RATIO, ScheduleSettings
@@ -110,48 +110,48 @@ def check_options(options: RegularizeOptions) -> None:
         PlanError: A bad combination or value, named by its option.
     """
     if (options.speedup is None) == (options.target_flops is None):
-        raise PlanError("give exactly one of --speedup and --target-flops")
+        raise PlanError("give exactly one of `speedup` and `target_flops`")
     if options.speedup is not None and options.speedup <= 0:
-        raise PlanError(f"--speedup {options.speedup:g}: must be positive")
+        raise PlanError(f"`speedup` {options.speedup:g}: must be positive")
     if options.target_flops is not None and not 0 < options.target_flops <= 1:
-        raise PlanError(f"--target-flops {options.target_flops:g}: must be in (0, 1]")
+        raise PlanError(f"`target_flops` {options.target_flops:g}: must be in (0, 1]")
     if options.iterations is not None and options.epochs is not None:
-        raise PlanError("give at most one of --iterations and --epochs")
+        raise PlanError("give at most one of `iterations` and `epochs`")
     choices = (
-        ("--allocation", options.allocation, ALLOCATIONS),
-        ("--granularity", options.granularity, GRANULARITIES),
-        ("--loss", options.loss, tuple(LABELS_BY_LOSS)),
-        ("--convention", options.convention, CONVENTIONS),
-        ("--device", options.device, ("auto", "cpu", "cuda")),
+        ("`allocation`", options.allocation, ALLOCATIONS),
+        ("`granularity`", options.granularity, GRANULARITIES),
+        ("`loss`", options.loss, tuple(LABELS_BY_LOSS)),
+        ("`convention`", options.convention, CONVENTIONS),
+        ("`device`", options.device, ("auto", "cpu", "cuda")),
     )
     for flag, value, allowed in choices:
         if value not in allowed:
             raise PlanError(f"{flag} {value}: choose from {', '.join(allowed)}")
-    positive = (("--lr", options.lr), ("--ceiling", options.resolved_ceiling))
+    positive = (("`lr`", options.lr), ("`ceiling`", options.resolved_ceiling))
     for flag, number in positive:
         if not number > 0:
             raise PlanError(f"{flag} {number:g}: must be positive")
     not_negative = (
-        ("--weight-decay", options.weight_decay),
-        ("-A", options.resolved_a),
-        ("--momentum", options.momentum),
-        ("--gone-ratio", options.gone_ratio),
-        ("--finetune", options.finetune),
+        ("`weight_decay`", options.weight_decay),
+        ("`a`", options.resolved_a),
+        ("`momentum`", options.momentum),
+        ("`gone_ratio`", options.gone_ratio),
+        ("`finetune`", options.finetune),
     )
     for flag, number in not_negative:
         if not number >= 0:
             raise PlanError(f"{flag} {number:g}: must not be negative")
     if options.resolved_a == 0:
-        raise PlanError("-A 0: the coefficients would never grow (give -A or --weight-decay)")
+        raise PlanError("`a` 0: the coefficients would never grow (give `a` or `weight_decay`)")
     counts = (
-        ("--update-interval", options.update_interval),
-        ("--batch-size", options.batch_size),
-        ("--min-keep", options.min_keep),
-        ("--checkpoint-every", options.checkpoint_every),
-        ("--iterations", options.iterations if options.iterations is not None else 1),
+        ("`update_interval`", options.update_interval),
+        ("`batch_size`", options.batch_size),
+        ("`min_keep`", options.min_keep),
+        ("`checkpoint_every`", options.checkpoint_every),
+        ("`iterations`", options.iterations if options.iterations is not None else 1),
     )
     for flag, count in counts:
         if count < 1:
             raise PlanError(f"{flag} {count}: must be at least 1")
     if options.epochs is not None and not options.epochs > 0:
-        raise PlanError(f"--epochs {options.epochs:g}: must be positive")
+        raise PlanError(f"`epochs` {options.epochs:g}: must be positive")

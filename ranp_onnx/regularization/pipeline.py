@@ -19,10 +19,11 @@ import onnx
 import torch
 from torch import nn
 
-from ..analyse import GraphAnalysis, analyse, require_convolution
-from ..costs import count_costs
-from ..load import LoadedModel
-from ..torch_data import ModuleData
+from ..analysis.costs import count_costs
+from ..analysis.shapes import analyse, require_convolution
+from ..ir.graph import GraphAnalysis
+from ..ir.load import LoadedModel
+from ..scoring.module_data import ModuleData
 from .finish import finish
 from .loop import RunProgress
 from .options import RegularizeOptions, check_options
@@ -56,7 +57,7 @@ def regularize(
     Args:
         model: A path, ModelProto, loaded or analysed model (never modified).
         data: Labelled training data: an ``.npz`` file or folder, or an iterable of
-            ``(inputs, labels)`` pairs (a DataLoader) or of :class:`~ranp_onnx.data.Batch`.
+            ``(inputs, labels)`` pairs (a DataLoader) or of :class:`~ranp_onnx.scoring.data.Batch`.
         options: What to reach and how (``speedup`` or ``target_flops``, ...).
         input_shapes: Shapes of dynamic inputs.
         progress: Called after every iteration.

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..plots import DPI, import_pyplot
-from ..save import atomic_path
+from ..ir.save import atomic_path
+from ..reporting.plots import DPI, import_pyplot
 
 #: Layers drawn at most (the ones losing the most groups).
 MAX_LAYERS = 8

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..costs import CostReport
+    from ..analysis.costs import CostReport
     from .finish import Finished
     from .regularizer import Regularizer
 

@@ -8,8 +8,8 @@ from typing import Any
 import onnx
 from torch import nn
 
-from ..costs import CostReport
-from ..validate import ValidationResult
+from ..analysis.costs import CostReport
+from ..rewrite.oracle import ValidationResult
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,14 @@ from typing import Any
 import onnx
 import torch
 
-from ..analyse import GraphAnalysis, analyse
-from ..channels import analyse_channels
-from ..costs import count_costs
-from ..data import DataSource
+from ..analysis.channels import analyse_channels
+from ..analysis.costs import count_costs
+from ..analysis.shapes import analyse
 from ..errors import DataError
-from ..losses import make_loss
-from ..torch_data import ModuleData, scoring_batches
+from ..ir.graph import GraphAnalysis
+from ..scoring.data import DataSource
+from ..scoring.losses import make_loss
+from ..scoring.module_data import ModuleData, scoring_batches
 from . import checkpoint as checkpoints
 from .allocation import Allocation, allocate
 from .finish import Finished, finish, zero_column_flops, zero_column_masks
@@ -105,7 +106,7 @@ class Run:
         )
         if batches is None or (isinstance(batches, DataSource) and not batches.labelled):
             raise DataError(
-                "regularize trains the model: --data needs labelled samples (random data "
+                "regularize trains the model: `data` needs labelled samples (random data "
                 "has no labels)"
             )
         self.stream = TrainingStream(batches, seed=options.seed, batch_size=options.batch_size)
@@ -129,7 +130,7 @@ class Run:
             return None
         per_epoch = self.stream.per_epoch
         if per_epoch is None:
-            raise DataError("--epochs needs data of known length (give --iterations instead)")
+            raise DataError("`epochs` needs data of known length (give `iterations` instead)")
         return max(1, math.ceil(self.options.epochs * per_epoch))
 
     # -- the run -------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Training batches: endless epochs over the data, reshuffled per epoch, resumable.
 
-A file source (:class:`~ranp_onnx.data.DataSource`) is read in its stored order, so its
+A file source (:class:`~ranp_onnx.scoring.data.DataSource`) is read in its stored order, so its
 samples are shuffled here: each epoch reads the batches in pools, mixes the samples of a
 pool with a generator seeded by ``(seed, epoch, pool)``, and cuts them into batches of the
 source's size (an incomplete batch at the end of an epoch is dropped: BatchNorm cannot
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data import Batch, DataSource
 from ..errors import DataError
+from ..scoring.data import Batch, DataSource
 
 #: Batches whose samples are mixed together when a file source is shuffled.
 POOL = 16
@@ -68,7 +68,7 @@ class TrainingStream:
                 if batch.labels is None:
                     raise DataError(
                         "regularize trains the model: the data needs labels (batch "
-                        f"{count} of epoch {epoch + 1} has none; --data random has none)"
+                        f"{count} of epoch {epoch + 1} has none; `data` random has none)"
                     )
                 yield Position(epoch, count), batch
             if count == 0:
@@ -127,7 +127,7 @@ def _empty_epoch(data: Iterable[Batch], batch_size: int, epoch: int) -> str:
     if isinstance(data, DataSource):
         return (
             f"the data has {data.samples} samples, fewer than one batch of {batch_size}: "
-            "lower --batch-size"
+            "lower `batch_size`"
         )
     if epoch > 0:
         return (

@@ -3,8 +3,8 @@
 Both give the run the same things: the analysed graph (whose initializer names are the
 module's ``state_dict`` keys), the forward pass to the loss's input, an export of the
 current weights, and a way to continue with the pruned model. A user's module is
-exported with :func:`~ranp_onnx.prune_torch.export_for_pruning` and, once pruned,
-shrunk in place with :func:`~ranp_onnx.prune_torch.adopt_pruned` (or replaced by
+exported with :func:`~ranp_onnx.torch_api.prune_module.export_for_pruning` and, once pruned,
+shrunk in place with :func:`~ranp_onnx.torch_api.prune_module.adopt_pruned` (or replaced by
 ``to_torch`` of the pruned model where its forward cannot follow, with the reason).
 
 This module imports torch.
@@ -19,11 +19,12 @@ import onnx
 import torch
 from torch import nn
 
-from ..analyse import GraphAnalysis, analyse
-from ..prune_torch import adopt_pruned, export_for_pruning
-from ..round_trip import to_onnx, to_torch
-from ..score import logits_of
-from ..torch_graph import TorchGraph
+from ..analysis.shapes import analyse
+from ..ir.graph import GraphAnalysis
+from ..scoring.evaluator import TorchGraph
+from ..scoring.statistics import logits_of
+from ..torch_api.prune_module import adopt_pruned, export_for_pruning
+from ..torch_api.round_trip import to_onnx, to_torch
 
 
 def resolve_device(device: str) -> torch.device:
@@ -31,7 +32,7 @@ def resolve_device(device: str) -> torch.device:
     from ..errors import DataError
 
     if device == "cuda" and not torch.cuda.is_available():
-        raise DataError("--device cuda: torch sees no CUDA device")
+        raise DataError("`device` cuda: torch sees no CUDA device")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -49,7 +50,7 @@ def first_tensor(value: Any) -> torch.Tensor:
 
 
 class GraphSubject:
-    """An ONNX model, trained as :func:`~ranp_onnx.round_trip.to_torch` of it.
+    """An ONNX model, trained as :func:`~ranp_onnx.torch_api.round_trip.to_torch` of it.
 
     Args:
         graph: The analysed model.
