@@ -25,8 +25,8 @@ from ..errors import PlanError
 from ..ir.save import atomic_path
 from ..rewrite.oracle import ValidationResult
 
-#: The ``format`` entry of a checkpoint.
-CHECKPOINT_FORMAT = "ranp-onnx-regularize-checkpoint/1"
+#: The ``format`` entry of a checkpoint (2: the oracle's result in its node-by-node form).
+CHECKPOINT_FORMAT = "ranp-onnx-regularize-checkpoint/2"
 #: Options that may differ between a run and its continuation.
 RESUMABLE_CHANGES = frozenset({"checkpoint_every", "device"})
 
@@ -57,7 +57,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     except Exception as error:  # torch raises several types for a file it cannot read
         raise PlanError(f"`resume` {path}: not a checkpoint of ranp-onnx regularize") from error
     if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:
-        raise PlanError(f"`resume` {path}: not a checkpoint of ranp-onnx regularize")
+        raise PlanError(
+            f"`resume` {path}: not a checkpoint of this version of ranp-onnx regularize"
+        )
     return document
 
 
