@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from ranp_onnx.cli import docs
 from ranp_onnx.cli.main import cli
 from ranp_onnx.ops import registered_op_types
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
 CLI, OPS = DOCS / "cli.md", DOCS / "ops.md"
 
 
@@ -71,3 +73,34 @@ def test_a_stale_block_is_reported_and_rewritten(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["prune", "validate", "explain"])
 def test_help_is_wrapped_at_the_readme_width(name: str) -> None:
     assert max(len(line) for line in docs.command_help(name).splitlines()) <= docs.HELP_WIDTH
+
+
+_PAGES = ("README.md", "DEVELOPERS.md", "docs/usage.md", "docs/results.md", "docs/limitations.md")
+
+
+def documented_imports(text: str) -> list[tuple[str, list[str]]]:
+    """Every ``from ranp_onnx... import ...`` and ``ranp_onnx.NAME`` of the code blocks."""
+    found: list[tuple[str, list[str]]] = []
+    for code in re.findall(r"```python\n(.*?)```", text, flags=re.S):
+        for module, names in re.findall(r"^from (ranp_onnx[\w.]*) import (.+)$", code, flags=re.M):
+            found.append((module, [name.strip() for name in names.split(",")]))
+        attributes = set(re.findall(r"\branp_onnx\.(\w+)\(", code))
+        found.extend(("ranp_onnx", [name]) for name in sorted(attributes))
+    return found
+
+
+@pytest.mark.parametrize("page", _PAGES)
+def test_the_python_examples_import_what_exists(page: str) -> None:
+    imports = documented_imports((ROOT / page).read_text())
+    for module, names in imports:
+        loaded = importlib.import_module(module)
+        for name in names:
+            assert hasattr(loaded, name), f"{page}: {module}.{name} does not exist"
+
+
+def test_a_stale_documented_import_is_found() -> None:
+    stale = "```python\nfrom ranp_onnx.data import open_data\n```\n"
+    [(module, names)] = documented_imports(stale)
+    assert names == ["open_data"]
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(module)
