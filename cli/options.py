@@ -11,6 +11,7 @@ from ranp_onnx.analyse import GraphAnalysis
 from ranp_onnx.costs import CONVENTIONS
 from ranp_onnx.criteria import DEFAULT_LAMBDA, GROUP_REDUCTIONS, LAMBDA_BY_PRESET, method_names
 from ranp_onnx.importance import IMPORTANCES
+from ranp_onnx.training_memory import OPTIMIZERS, TrainingSetup
 
 #: Metadata key ``ranp-onnx export`` writes: the dataset preset (sets RANP's lambda).
 PRESET_KEY = "ranp_onnx.preset"
@@ -217,4 +218,46 @@ def selection_options(function: F) -> F:
                 help="Counting convention of reports and budgets.",
             ),
         ],
+    )
+
+
+def training_options(function: F) -> F:
+    """``--train-batch``, ``--optimizer``, ``--amp``: the training step a memory figure is for."""
+    return _apply(
+        function,
+        [
+            click.option(
+                "--train-batch",
+                type=click.IntRange(1),
+                help="Training batch size (axis 0 of every input; default: the model's).",
+            ),
+            click.option(
+                "--optimizer",
+                type=click.Choice(OPTIMIZERS),
+                default="sgd",
+                show_default=True,
+                help="Training optimizer (momentum: SGD with momentum).",
+            ),
+            click.option(
+                "--amp",
+                type=click.Choice(["float16", "bfloat16"]),
+                is_flag=False,
+                flag_value="float16",
+                default=None,
+                help="Train under autocast (float16 alone, with a gradient scaler).",
+            ),
+        ],
+    )
+
+
+def training_setup(params: dict[str, Any], device: str) -> TrainingSetup:
+    """The training setup the options describe, on ``device`` (auto: CUDA if torch sees one)."""
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return TrainingSetup(
+        optimizer=params["optimizer"],
+        precision=params["amp"] or "float32",
+        device=device,
     )

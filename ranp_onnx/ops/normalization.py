@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import DataError, InputShapeError
-from .base import LayerGeometry, OpCost, OpRule, numel, register
+from .base import (
+    Autocast,
+    AutogradMemory,
+    LayerGeometry,
+    OpCost,
+    OpRule,
+    TrainingContext,
+    numel,
+    register,
+)
 from .coupling import pass_through, per_channel
 from .evaluation import float_attribute, normalize_axis, optional, required
 
@@ -29,6 +38,8 @@ class _Normalization(OpRule):
     initializer_roles: ClassVar[dict[int, str]] = {1: "scale", 2: "shift", 3: "mean", 4: "var"}
     parameter_inputs = (1, 2)
     standard_flops_per_element = STATISTICS_FLOPS
+    #: True if torch's CPU backward holds an input-sized buffer beside the input gradient.
+    input_sized_backward: ClassVar[bool] = True
 
     def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
         """Channels pass through; the per-channel parameters are sliced with them."""
@@ -58,6 +69,27 @@ class _Normalization(OpRule):
     def flops_per_element(self, node: NodeInfo) -> int:
         """Standard FLOPs per element."""
         return self.standard_flops_per_element
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """The input and the statistics (two floats per normalised group).
+
+        torch's CPU batch and instance norm backward (instance norm is a batch norm over
+        the reshaped input) holds one more input-sized buffer beside the input gradient.
+        """
+        statistics = 2 * 4 * self.statistics_count(node, graph)
+        scratch = context.nbytes(graph, node.inputs[0]) if self.input_sized_backward else 0
+        return AutogradMemory(
+            saved_inputs=(0, 1),
+            saved_bytes=statistics,
+            backward_scratch=scratch if context.device == "cpu" else 0,
+        )
+
+    def statistics_count(self, node: NodeInfo, graph: GraphAnalysis) -> int:
+        """How many (mean, inverse deviation) pairs the forward keeps."""
+        shape = graph.shape(node.inputs[0])
+        return shape[1] if len(shape) > 1 else 1
 
 
 @register
@@ -135,6 +167,11 @@ class InstanceNormalizationRule(_Normalization):
 
     op_types = ("InstanceNormalization",)
 
+    def statistics_count(self, node: NodeInfo, graph: GraphAnalysis) -> int:
+        """One pair per sample and channel."""
+        shape = graph.shape(node.inputs[0])
+        return shape[0] * shape[1]
+
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
     ) -> Sequence[torch.Tensor]:
@@ -161,6 +198,12 @@ class GroupNormalizationRule(_Normalization):
     """GroupNormalization: statistics per sample and channel group."""
 
     op_types = ("GroupNormalization",)
+    autocast: ClassVar[Mapping[str, Autocast]] = {"cuda": "float32"}
+    input_sized_backward = False
+
+    def statistics_count(self, node: NodeInfo, graph: GraphAnalysis) -> int:
+        """One pair per sample and group."""
+        return graph.shape(node.inputs[0])[0] * int(node.attribute("num_groups"))
 
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
@@ -208,6 +251,13 @@ class LayerNormalizationRule(_Normalization):
     """LayerNormalization: statistics over the trailing axes from ``axis``."""
 
     op_types = ("LayerNormalization",)
+    autocast: ClassVar[Mapping[str, Autocast]] = {"cuda": "float32"}
+    input_sized_backward = False
+
+    def statistics_count(self, node: NodeInfo, graph: GraphAnalysis) -> int:
+        """One pair per normalised row (the axes before ``axis``)."""
+        shape = graph.shape(node.inputs[0])
+        return numel(shape[: normalize_axis(int(node.attribute("axis", -1)), len(shape))])
 
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
