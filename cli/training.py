@@ -76,34 +76,10 @@ def _predict(
 
 def _measure(model: str, memory: TrainingMemory, runs: int) -> Any:
     """One real training step of ``to_torch(model)`` on random data at the same shapes."""
-    import torch
-
-    from ranp_onnx.round_trip import to_torch
-    from ranp_onnx.training_memory import loss_input
-    from ranp_onnx.training_step import measure_training_step
+    from ranp_onnx.training_step import measure_graph_step
 
     graph = training_graph(model, memory.input_shapes, batch=memory.batch_size)
-    device = torch.device(memory.setup.device)
-    generator = torch.Generator().manual_seed(0)
-    inputs = {
-        name: torch.randn(shape, generator=generator).to(device)
-        for name, shape in memory.input_shapes.items()
-    }
-    target = loss_input(graph)
-    shape = graph.shape(target)
-    if len(shape) >= 2 and shape[1] >= 2:
-        labels = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=generator)
-    else:
-        labels = torch.randn(shape, generator=generator)
-    return measure_training_step(
-        to_torch(graph).to(device),
-        inputs,
-        labels.to(device),
-        loss_input=target,
-        optimizer=memory.setup.optimizer,
-        precision=memory.setup.precision,
-        timed_steps=min(runs, TIMED_STEPS),
-    )
+    return measure_graph_step(graph, memory.setup, timed_steps=min(runs, TIMED_STEPS))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,9 @@ from .ops.base import numel
 
 #: Bytes per element of the autocast type (float16 and bfloat16 alike).
 LOWER = 2
+#: Scalars the cross-entropy keeps: ``nll_loss``'s total weight (float32) and the count of
+#: labelled elements it is divided by (int64).
+SCALARS = 4 + 8
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ def loss_memory(shape: Sequence[int], itemsize: int, *, device: str, autocast: b
         return LossMemory(
             labels=voxels * 8,
             keeps_input=False,
-            saved=(count * LOWER, count * 4),
+            saved=(count * LOWER, count * 4, SCALARS),
             forward_scratch=voxels,
             backward=((count * 4, (1,)), (count * LOWER, ()), (count * LOWER, (0,))),
         )
@@ -62,14 +65,14 @@ def loss_memory(shape: Sequence[int], itemsize: int, *, device: str, autocast: b
         return LossMemory(
             labels=voxels * 8,
             keeps_input=False,
-            saved=(count * 4,),
+            saved=(count * 4, SCALARS),
             forward_scratch=max(voxels, count * 4),
             backward=((count * 4, ()), (count * 4, (0,)), (count * itemsize, ())),
         )
     return LossMemory(
         labels=voxels * 8,
         keeps_input=False,
-        saved=(count * 4,),
+        saved=(count * 4, SCALARS),
         forward_scratch=voxels,
         backward=((count * 4, ()), (count * 4, (0,))),
     )

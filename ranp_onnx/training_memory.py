@@ -216,8 +216,8 @@ def training_graph(
     try:
         return analyse(dataclasses.replace(loaded, proto=proto), shapes)
     except (InputShapeError, UnsupportedModelError) as error:
-        if fixed <= {0, batch}:
-            raise
+        if fixed <= {0, batch} or "node '" not in str(error):
+            raise  # not a node that shape inference refuses at the new batch
         raise InputShapeError(
             f"{error} (at batch {batch}; the model was exported at batch "
             f"{max(fixed)} and may fix it inside: export it with a dynamic batch axis)"

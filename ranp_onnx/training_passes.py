@@ -129,6 +129,8 @@ class _Step:
             self.ledger.new(state, STATE)
         for name in graph.input_names:
             self.values[name] = self.ledger.new(graph.tensors[name].nbytes, INPUTS)
+        # The module holds its parameters and buffers, the caller the batch.
+        self.held = frozenset(self.values)
         self.records: list[_Record] = []
         self.casts: dict[str, Handle] = {}
         self.grads: dict[str, Handle] = {}
@@ -152,7 +154,7 @@ class _Step:
             for name in (*node.inputs, *node.outputs):
                 if last_use.get(name) == position and name not in self.settings.kept:
                     handle = self.values.pop(name, None)
-                    if handle is not None and name not in self.parameters:
+                    if handle is not None and name not in self.held:
                         self.ledger.drop(handle)
 
     def _forward_node(self, node: NodeInfo) -> None:
@@ -425,9 +427,9 @@ class _Step:
             self.ledger.drop(handle)
         self.grads.clear()
         for name in self.settings.kept:
-            handle = self.values.pop(name, None)
-            if handle is not None and name not in self.parameters:
-                self.ledger.drop(handle)
+            kept = self.values.pop(name, None)
+            if kept is not None and name not in self.held:
+                self.ledger.drop(kept)
 
 
 def _nodes_run(

@@ -27,12 +27,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .analyse import GraphAnalysis
 from .losses import cross_entropy
 from .torch_graph import TorchGraph
+
+if TYPE_CHECKING:
+    from .training_memory import TrainingSetup
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,7 @@ def measure_training_step(
         The measurement.
     """
     device = next(iter(inputs.values())).device
-    step = _step_function(module, inputs, labels, loss_input, optimizer, precision, device)
+    step, state = _step_function(module, inputs, labels, loss_input, optimizer, precision, device)
     module.train()
     step()  # creates the optimizer state
     _zero_grad(module)
@@ -117,10 +121,9 @@ def measure_training_step(
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device)
     else:
-        optimizer_state = getattr(step, "optimizer").state
         baseline = _storage_bytes(
             [*module.parameters(), *module.buffers(), *inputs.values(), labels]
-            + [value for state in optimizer_state.values() for value in state.values()]
+            + [value for entry in state.state.values() for value in entry.values()]
         )
         peak = baseline + _profiled_peak(step)
     times = []
@@ -149,7 +152,7 @@ def _step_function(
     optimizer_name: str,
     precision: str,
     device: torch.device,
-) -> Callable[[], None]:
+) -> tuple[Callable[[], None], torch.optim.Optimizer]:
     optimizer = make_optimizer(optimizer_name, module.parameters())
     scaler = torch.amp.GradScaler(device.type) if precision == "float16" else None
 
@@ -181,8 +184,7 @@ def _step_function(
             optimizer.step()
         del output, loss  # the caller holds the output until the step ends
 
-    step.optimizer = optimizer  # type: ignore[attr-defined]
-    return step
+    return step, optimizer
 
 
 def _zero_grad(module: torch.nn.Module) -> None:
@@ -225,7 +227,7 @@ def _profiled_peak(step: Callable[[], None]) -> int:
         step()
     events = sorted(
         (event.start_ns(), event.nbytes())
-        for event in profiler.profiler.kineto_results.events()  # type: ignore[union-attr]
+        for event in profiler.profiler.kineto_results.events()
         if event.name() == "[memory]"
     )
     current = peak = 0
@@ -233,3 +235,47 @@ def _profiled_peak(step: Callable[[], None]) -> int:
         current += nbytes
         peak = max(peak, current)
     return peak
+
+
+def measure_graph_step(
+    graph: GraphAnalysis,
+    setup: TrainingSetup,
+    *,
+    timed_steps: int = 0,
+    seed: int = 0,
+) -> MeasuredStep:
+    """Measure a training step of ``to_torch(graph)`` on random data at the graph's shapes.
+
+    The step :func:`~ranp_onnx.training_memory.predict_training_memory` predicts for the
+    same graph and setup: random inputs, random class labels for the loss input (random
+    targets for an output without a class axis), on ``setup.device``.
+
+    Args:
+        graph: The model analysed at the training shapes (batch included).
+        setup: Optimizer, precision and device.
+        timed_steps: Steps timed after the measured one. Defaults to 0.
+        seed: Seed of the random batch. Defaults to 0.
+    """
+    from .training_memory import loss_input
+
+    device = torch.device(setup.device)
+    generator = torch.Generator().manual_seed(seed)
+    inputs = {
+        name: torch.randn(graph.input_shapes[name], generator=generator).to(device)
+        for name in graph.input_names
+    }
+    target = loss_input(graph)
+    shape = graph.shape(target)
+    if len(shape) >= 2 and shape[1] >= 2:
+        labels = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=generator)
+    else:
+        labels = torch.randn(shape, generator=generator)
+    return measure_training_step(
+        TorchGraph(graph).to(device),
+        inputs,
+        labels.to(device),
+        loss_input=target,
+        optimizer=setup.optimizer,
+        precision=setup.precision,
+        timed_steps=timed_steps,
+    )

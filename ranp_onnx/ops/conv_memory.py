@@ -73,7 +73,8 @@ def cpu_backend(
         transposed, extra if transposed else [0] * spatial, groups, None,
     )  # fmt: skip
     name = str(backend.name)
-    if name == "???" and backend.value == torch._C._ConvBackend.Mkldnn.value + 1:
+    members = getattr(torch._C, "_ConvBackend")  # noqa: B009 - absent from torch's stubs
+    if name == "???" and backend.value == members.Mkldnn.value + 1:
         return "MkldnnTranspose"  # the one member torch's binding leaves unnamed
     return name
 
@@ -118,7 +119,7 @@ def _im2col_scratch(
 def _onednn_scratch(
     node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
 ) -> tuple[int, int]:
-    """oneDNN's blocked copies (channels padded to the block) in each pass."""
+    """The blocked copies oneDNN makes in each pass (channels padded to the block)."""
     x, weight, y = node.inputs[0], node.inputs[1], node.outputs[0]
     itemsize = context.itemsizes.get(y, 4)
     x_shape, y_shape = graph.shape(x), graph.shape(y)
@@ -153,7 +154,7 @@ def _onednn_scratch(
 def _onednn_transposed_scratch(
     node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
 ) -> tuple[int, int]:
-    """oneDNN's transposed convolution: plain-layout copies of the input and output.
+    """A transposed convolution in oneDNN: plain-layout copies of the input and output.
 
     The forward holds a copy of the input, the weight and the output, then copies the
     output out twice; the backward holds a copy of the output gradient and of the input.

@@ -40,6 +40,9 @@ class _Normalization(OpRule):
     standard_flops_per_element = STATISTICS_FLOPS
     #: True if torch's CPU backward holds an input-sized buffer beside the input gradient.
     input_sized_backward: ClassVar[bool] = True
+    #: Float arrays of ``statistics_count`` values the forward keeps: mean and inverse
+    #: deviation (instance norm adds its scale repeated per sample).
+    statistics_arrays: ClassVar[int] = 2
 
     def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
         """Channels pass through; the per-channel parameters are sliced with them."""
@@ -73,12 +76,12 @@ class _Normalization(OpRule):
     def autograd_memory(
         self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
     ) -> AutogradMemory:
-        """The input and the statistics (two floats per normalised group).
+        """The input and the statistics (``statistics_arrays`` floats per normalised group).
 
         torch's CPU batch and instance norm backward (instance norm is a batch norm over
         the reshaped input) holds one more input-sized buffer beside the input gradient.
         """
-        statistics = 2 * 4 * self.statistics_count(node, graph)
+        statistics = self.statistics_arrays * 4 * self.statistics_count(node, graph)
         scratch = context.nbytes(graph, node.inputs[0]) if self.input_sized_backward else 0
         return AutogradMemory(
             saved_inputs=(0, 1),
@@ -166,6 +169,7 @@ class InstanceNormalizationRule(_Normalization):
     """InstanceNormalization: statistics per sample and channel."""
 
     op_types = ("InstanceNormalization",)
+    statistics_arrays = 3
 
     def statistics_count(self, node: NodeInfo, graph: GraphAnalysis) -> int:
         """One pair per sample and channel."""

@@ -60,7 +60,8 @@ class ResizeRule(OpRule):
             if length != shape[axis]:
                 shape[axis] = length
                 sizes.append(numel(tuple(shape)) * itemsize)
-                indices += 8 * taps * length
+                # int64 indices per tap; a blend also keeps each tap's float32 weights
+                indices += (8 if taps == 1 else 12) * taps * length
         if len(sizes) == 1:
             return AutogradMemory.view()  # nothing resized: the input itself
         # While axis k is resized, tensor k - 1 (never the input) and tensor k are alive,
