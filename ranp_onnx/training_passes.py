@@ -20,15 +20,16 @@ autocast a rule's policy decides the precision: inputs are cast into new tensors
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import onnx
 
 from .analyse import GraphAnalysis, NodeInfo
 from .ops import rule_for
 from .ops.base import AutogradMemory, TrainingContext
+from .training_gradients import GradientBuffers, NodeRecord
 from .training_loss import LOWER, loss_memory, optimizer_scratch, optimizer_state
-from .training_timeline import GRADIENTS, INPUTS, PARAMETERS, SAVED, STATE, Handle, Ledger
+from .training_timeline import INPUTS, PARAMETERS, SAVED, STATE, Handle, Ledger
 
 _FLOATS = frozenset(
     {
@@ -68,15 +69,6 @@ class PassSettings:
     hooked: frozenset[str] = frozenset()
     labels: bool = True
     update_scratch: int = 0
-
-
-@dataclass
-class _Record:
-    node: NodeInfo
-    memory: AutogradMemory
-    inputs: dict[int, Handle]
-    saved: list[Handle]
-    casts: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -131,10 +123,10 @@ class _Step:
             self.values[name] = self.ledger.new(graph.tensors[name].nbytes, INPUTS)
         # The module holds its parameters and buffers, the caller the batch.
         self.held = frozenset(self.values)
-        self.records: list[_Record] = []
+        self.records: list[NodeRecord] = []
         self.casts: dict[str, Handle] = {}
-        self.grads: dict[str, Handle] = {}
-        self.parameter_grads: dict[str, Handle] = {}
+        self.buffers = GradientBuffers(self.ledger, self.parameters)
+        self.retained: list[Handle] = []
         self.loss_saved: list[Handle] = []
 
     # -- forward -------------------------------------------------------------------------
@@ -190,7 +182,7 @@ class _Step:
                 own = self.ledger.new(memory.saved_bytes)
                 saved.append(self.ledger.hold(own, saved=True))
                 self.ledger.drop(own)
-            self.records.append(_Record(node, memory, inputs, saved, casts))
+            self.records.append(NodeRecord(self.graph, node, memory, inputs, saved, casts))
         for handle in temporary:
             self.ledger.drop(handle)
         for name, size in sizes.items():
@@ -323,93 +315,36 @@ class _Step:
     # -- backward ------------------------------------------------------------------------
 
     def backward(self) -> None:
-        self.grads[self.settings.loss_input] = self._loss_backward()
-        retained: list[Handle] = []
+        self.buffers.pending[self.settings.loss_input] = self._loss_backward()
         for record in reversed(self.records):
             node = record.node
-            ready = [(p, n) for p, n in enumerate(node.outputs) if n in self.grads]
+            ready = [(p, n) for p, n in enumerate(node.outputs) if n in self.buffers.pending]
             if not ready:
                 continue
             self.ledger.at("backward", node.name)
-            out_grads = {p: self.grads.pop(n) for p, n in ready}
+            out_grads = {p: self.buffers.pending.pop(n) for p, n in ready}
             for position, name in ready:
                 if name in self.settings.hooked:
                     self.ledger.spike(out_grads[position].nbytes)
                 if name in self.settings.retained:
-                    retained.append(self.ledger.hold(out_grads[position]))
-            produced = self._input_gradients(record, out_grads.get(0))
+                    self.retained.append(self.ledger.hold(out_grads[position]))
+            produced = record.input_gradients(
+                self.ledger, self.requires, self.itemsize, out_grads.get(0)
+            )
             self.ledger.spike(record.memory.backward_scratch)
-            produced = self._cast_back(record, produced)
+            produced = record.cast_back(self.ledger, produced, self.itemsize)
             for handle in out_grads.values():
                 self.ledger.drop(handle)
             for handle in record.saved:
                 self.ledger.drop(handle, saved=True)
             record.saved.clear()
             for name, handle in produced:
-                self._accumulate(name, handle)
+                self.buffers.add(name, handle)
         self.ledger.at("backward", None)
         for record in self.records:  # branches the loss does not read
             for handle in record.saved:
                 self.ledger.drop(handle, saved=True)
-        for handle in self.grads.values():
-            self.ledger.drop(handle)
-        self.grads = {f"retained {i}": handle for i, handle in enumerate(retained)}
-
-    def _input_gradients(self, record: _Record, first: Handle | None) -> list[tuple[str, Handle]]:
-        produced = []
-        for position, name in enumerate(record.node.inputs):
-            if name not in self.requires or position not in record.inputs:
-                continue
-            size = record.casts.get(position, self.itemsize[name])
-            nbytes = self.graph.tensors[name].numel * size
-            if position in record.memory.gradient_views and first is not None:
-                handle = self.ledger.hold(Handle(first.storage, nbytes))
-            else:
-                handle = self.ledger.new(nbytes)
-            produced.append((name, handle))
-        return produced
-
-    def _cast_back(
-        self, record: _Record, produced: list[tuple[str, Handle]]
-    ) -> list[tuple[str, Handle]]:
-        """Gradients of autocast copies are cast back to their source's type."""
-        if not record.casts:
-            return produced
-        positions = {name: p for p, name in enumerate(record.node.inputs)}
-        result = []
-        for name, handle in produced:
-            if positions[name] in record.casts:
-                back = self.ledger.new(self.graph.tensors[name].numel * self.itemsize[name])
-                self.ledger.drop(handle)
-                handle = back
-            result.append((name, handle))
-        return result
-
-    def _accumulate(self, name: str, handle: Handle) -> None:
-        """Add a gradient where autograd adds it: ``.grad`` of a parameter or an input buffer."""
-        if name in self.parameters:
-            if name in self.parameter_grads:
-                self.ledger.drop(handle)  # added in place
-            elif self.ledger.exclusive(handle):
-                self.ledger.recategorize(handle, GRADIENTS)
-                self.parameter_grads[name] = handle
-            else:
-                self.parameter_grads[name] = self.ledger.new(handle.nbytes, GRADIENTS)
-                self.ledger.drop(handle)
-            return
-        old = self.grads.get(name)
-        if old is None:
-            self.grads[name] = handle
-        elif self.ledger.exclusive(old):
-            self.ledger.drop(handle)
-        elif self.ledger.exclusive(handle):
-            self.ledger.drop(old)
-            self.grads[name] = handle
-        else:
-            total = self.ledger.new(handle.nbytes)
-            self.ledger.drop(old)
-            self.ledger.drop(handle)
-            self.grads[name] = total
+        self.buffers.release()
 
     # -- optimizer -----------------------------------------------------------------------
 
@@ -423,9 +358,8 @@ class _Step:
     def finish(self) -> None:
         """The caller lets go of the tensors it held (and of retained gradients)."""
         self.ledger.at("end", None)
-        for handle in self.grads.values():
+        for handle in self.retained:
             self.ledger.drop(handle)
-        self.grads.clear()
         for name in self.settings.kept:
             kept = self.values.pop(name, None)
             if kept is not None and name not in self.held:

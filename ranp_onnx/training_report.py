@@ -12,6 +12,8 @@ from .training_timeline import CATEGORIES
 if TYPE_CHECKING:
     from .training_step import MeasuredStep
 
+MB = float(1 << 20)
+
 
 def _shapes(memory: TrainingMemory) -> str:
     return ", ".join(
@@ -19,13 +21,17 @@ def _shapes(memory: TrainingMemory) -> str:
     )
 
 
-def _setup_line(memory: TrainingMemory) -> str:
+def _setup(memory: TrainingMemory) -> str:
     setup = memory.setup
     precision = "float32" if setup.precision == "float32" else f"autocast {setup.precision}"
     return (
-        f"training step: batch {memory.batch_size} ({_shapes(memory)}), {setup.optimizer}, "
-        f"{precision}, torch on {setup.device}"
+        f"batch {memory.batch_size} ({_shapes(memory)}), {setup.optimizer}, {precision}, "
+        f"torch on {setup.device}"
     )
+
+
+def _setup_line(memory: TrainingMemory) -> str:
+    return f"training step: {_setup(memory)}"
 
 
 def _where(memory: TrainingMemory) -> str:
@@ -34,13 +40,13 @@ def _where(memory: TrainingMemory) -> str:
 
 def format_training(memory: TrainingMemory, measured: MeasuredStep | None = None) -> str:
     """The predicted peak of a training step and what it is made of."""
-    rows = [[category, f"{memory.breakdown[category] / GB:.3f}"] for category in CATEGORIES]
-    rows.append(["peak", f"{memory.peak_bytes / GB:.3f}"])
+    rows = [[category, f"{memory.breakdown[category] / MB:.1f}"] for category in CATEGORIES]
+    rows.append(["peak", f"{memory.peak_bytes / MB:.1f}"])
     lines = [
         f"model: {memory.model}",
         _setup_line(memory),
         "",
-        format_table(["predicted at the peak", "GB"], rows, right={1}),
+        format_table(["predicted at the peak", "MB"], rows, right={1}),
         "",
         f"peak          {memory.peak_bytes / GB:.3f} GB during the {_where(memory)}",
         f"saved         {memory.saved_after_forward / GB:.3f} GB of activations kept by "
@@ -84,7 +90,7 @@ def format_training_comparison(
     if measured is not None and measured[0].seconds and measured[1].seconds:
         a_time, b_time = measured[0].seconds, measured[1].seconds
         rows.append(["step time (s)", f"{a_time:.3f}", f"{b_time:.3f}", f"{a_time / b_time:.2f}x"])
-    header = ["GB", before.model, after.model, "reduction"]
+    header = ["MB", before.model, after.model, "reduction"]
     return "\n".join(
         [
             _setup_line(after),
@@ -119,9 +125,9 @@ def training_json(
 def fit_lines(before: TrainingMemory, after: TrainingMemory, budget: int) -> list[str]:
     """What ``prune --fit-training`` prints under the cost comparison."""
     return [
-        _setup_line(after),
-        f"training      predicted peak {before.peak_bytes / GB:.2f} GB before, "
-        f"{after.peak_bytes / GB:.2f} GB after (budget {budget / GB:.2f} GB)",
+        f"training      {_setup(after)}",
+        f"              predicted peak {before.peak_bytes / GB:.2f} GB before, "
+        f"{after.peak_bytes / GB:.2f} GB after pruning (budget {budget / GB:.2f} GB)",
     ]
 
 
