@@ -22,7 +22,7 @@ import torch
 
 from ranp_onnx.analyse import GraphAnalysis
 from ranp_onnx.data import Batch
-from ranp_onnx.errors import PlanError
+from ranp_onnx.errors import PlanError, RanpError
 from ranp_onnx.prune import PruneOptions, PruneResult, prune_scored, score_model
 from ranp_onnx.training_memory import (
     TrainingSetup,
@@ -129,7 +129,7 @@ def monai_networks(quick: bool) -> list[Network]:
 
 
 def export(module: torch.nn.Module, shape: tuple[int, ...]) -> onnx.ModelProto:
-    """Export a module at batch 2 with the torchscript exporter (constants unfolded)."""
+    """Export a module with the torchscript exporter, batch axis dynamic, constants unfolded."""
     import io
     import warnings
 
@@ -139,6 +139,7 @@ def export(module: torch.nn.Module, shape: tuple[int, ...]) -> onnx.ModelProto:
         torch.onnx.export(
             module, (torch.randn(2, *shape),), buffer, dynamo=False,
             do_constant_folding=False, input_names=["input"],
+            dynamic_axes={"input": {0: "batch"}},
         )  # fmt: skip
     return onnx.load_from_string(buffer.getvalue())
 
@@ -210,37 +211,49 @@ def measure_original(
 
 def run_ratios(quick: bool, log: Callable[[str], None]) -> list[dict[str, Any]]:
     """Every network, variant, batch and optimizer: predicted and measured peaks."""
-    batches = (2,) if quick else (2, 3)
-    optimizers = ("sgd", "adam")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for network in [*zoo_networks(quick), *monai_networks(quick)]:
-        module, shape = network.build()
-        full = export(module, shape)
-        pruned = pruned_models(full, (0.5,) if quick else (0.5, 0.9))
-        variants = {"full": full, **{key: result.model for key, result in pruned.items()}}
-        log(f"  {network.name}: {', '.join(variants)}")
-        for variant, model in variants.items():
-            for batch in batches:
-                for optimizer in optimizers:
-                    setup = TrainingSetup(optimizer=optimizer)
-                    row = {"network": network.name, "variant": variant, "batch": batch}
-                    row.update(optimizer=optimizer, **compare_step(model, batch, setup))
-                    if variant == "full":
-                        graph = training_graph(model, batch=batch)
-                        row["original"] = measure_original(module.train(), shape, graph, setup)
-                    rows.append(row)
-        if not quick:
-            setup = TrainingSetup(precision="bfloat16")
-            rows.append(
-                {"network": network.name, "variant": "full", "batch": 2, "optimizer": "sgd",
-                 "precision": "bfloat16", **compare_step(full, 2, setup)}
-            )  # fmt: skip
+        try:
+            rows += _network_rows(network, quick, log)
+        except RanpError as error:  # the model cannot be analysed, pruned or trained here
+            log(f"  {network.name}: {error}")
+            rows.append({"network": network.name, "refused": str(error)})
+    return rows
+
+
+def _network_rows(
+    network: Network, quick: bool, log: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """One network's rows: each variant, batch and optimizer (and bfloat16 once)."""
+    module, shape = network.build()
+    full = export(module, shape)
+    pruned = pruned_models(full, (0.5,) if quick else (0.5, 0.9))
+    variants = {"full": full, **{key: result.model for key, result in pruned.items()}}
+    log(f"  {network.name}: {', '.join(variants)}")
+    rows = []
+    for variant, model in variants.items():
+        for batch in (2,) if quick else (2, 3):
+            for optimizer in ("sgd", "adam"):
+                setup = TrainingSetup(optimizer=optimizer)
+                row = {"network": network.name, "variant": variant, "batch": batch}
+                row.update(optimizer=optimizer, **compare_step(model, batch, setup))
+                if variant == "full":
+                    graph = training_graph(model, batch=batch)
+                    row["original"] = measure_original(module.train(), shape, graph, setup)
+                rows.append(row)
+    if not quick:
+        setup = TrainingSetup(precision="bfloat16")
+        rows.append(
+            {"network": network.name, "variant": "full", "batch": 2, "optimizer": "sgd",
+             "precision": "bfloat16", **compare_step(full, 2, setup)}
+        )  # fmt: skip
     return rows
 
 
 def ratio_lines(result: dict[str, Any]) -> list[str]:
     """The ratio table and its summary."""
-    rows = result["ratios"]
+    refused = [row for row in result["ratios"] if "refused" in row]
+    rows = [row for row in result["ratios"] if "refused" not in row]
     lines = [
         "## (g) Training memory: the model against real steps, and the payoff",
         "",
@@ -278,5 +291,6 @@ def ratio_lines(result: dict[str, Any]) -> list[str]:
             f"({row['ratio']:.3f}, peak in the {row['phase']} at {row['node']})"
             for row in worst
         ),
+        *(f"- {row['network']}: not measured ({row['refused']})" for row in refused),
     ]
     return lines
