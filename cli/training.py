@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ranp_onnx.analyse import parse_input_shapes, require_convolution
+from ranp_onnx.errors import DataError
 from ranp_onnx.options import PruneOptions
 from ranp_onnx.prune import PruneResult, Scoring
 from ranp_onnx.search import Progress
@@ -76,8 +77,12 @@ def _predict(
 
 def _measure(model: str, memory: TrainingMemory, runs: int) -> Any:
     """One real training step of ``to_torch(model)`` on random data at the same shapes."""
+    import torch
+
     from ranp_onnx.training_step import measure_graph_step
 
+    if memory.setup.device == "cuda" and not torch.cuda.is_available():
+        raise DataError("--measure --device cuda: torch sees no CUDA device")
     graph = training_graph(model, memory.input_shapes, batch=memory.batch_size)
     return measure_graph_step(graph, memory.setup, timed_steps=min(runs, TIMED_STEPS))
 

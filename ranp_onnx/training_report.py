@@ -82,8 +82,8 @@ def format_training_comparison(
         rows.append(
             [
                 label,
-                f"{a / GB:.3f}",
-                f"{b / GB:.3f}",
+                f"{a / MB:.1f}",
+                f"{b / MB:.1f}",
                 f"{reduction:.1f}%" if reduction is not None else "-",
             ]
         )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import onnx
 import pytest
+import torch
 from click.testing import CliRunner, Result
 from ranp_onnx.cli.main import cli
 from ranp_onnx.exporters import build_model, export_built
@@ -83,6 +84,22 @@ def test_report_training_compare_shows_both_and_the_reduction(models: dict[str, 
     text = run(*args).stdout
     assert "narrow.onnx" in text and "full.onnx" in text and "saved activations" in text
     assert f"{reduction:.1f}%" in text
+
+
+def test_report_training_predicts_for_cuda_but_measures_only_where_there_is_one(
+    models: dict[str, Path],
+) -> None:
+    args = ["report", str(models["narrow"]), "--training", "--json", "--device"]
+    result = run(*args, "cuda")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["setup"]["device"] == "cuda"
+    on_cpu = json.loads(run(*args, "cpu").stdout)
+    # No oneDNN scratch on CUDA (cuDNN's workspace is not modelled).
+    assert document["peak_bytes"] < on_cpu["peak_bytes"]
+    if not torch.cuda.is_available():
+        result = run(*args, "cuda", "--measure")
+        assert result.exit_code == 1 and "torch sees no CUDA device" in result.stderr
 
 
 @pytest.mark.parametrize(
