@@ -73,8 +73,10 @@ from .training import report_training
 @click.option(
     "--training",
     is_flag=True,
-    help="Predict the peak memory of a torch training step instead (--input-shape is the "
-    "training patch; with --measure, also run one and measure it).",
+    help="Predict the peak memory of a torch training step of to_torch(MODEL) instead: "
+    "forward to the logits (a final Softmax left out), cross-entropy, backward, optimizer "
+    "step. --input-shape is the training patch; with --measure, also run a step and read "
+    "its peak from torch's allocator.",
 )
 @training_options
 def report(
