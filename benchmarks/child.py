@@ -16,7 +16,8 @@ import sys
 def train_step(name: str, preset: str, width: float, shape: tuple[int, ...], batch: int) -> None:
     """One training step of the original torch module."""
     import torch
-    from ranp_onnx.exporters import build_model
+
+    from ranp_onnx.zoo import build_model
 
     built = build_model(name, preset=preset, width_mult=width, input_shape=shape)
     module = built.module.train()
@@ -31,10 +32,10 @@ def train_step(name: str, preset: str, width: float, shape: tuple[int, ...], bat
 
 def score(model: str, data: str, batches: int) -> None:
     """The scoring passes only."""
-    from ranp_onnx.analyse import analyse
-    from ranp_onnx.channels import analyse_channels
-    from ranp_onnx.data import open_data
-    from ranp_onnx.score import accumulate_gradients
+    from ranp_onnx.analysis.channels import analyse_channels
+    from ranp_onnx.analysis.shapes import analyse
+    from ranp_onnx.scoring.data import open_data
+    from ranp_onnx.scoring.statistics import accumulate_gradients
 
     graph = analyse(model)
     channels = analyse_channels(graph)
@@ -46,10 +47,11 @@ def validate(model: str, arena: str) -> None:
     """Prune with L1 (no gradients) and validate; print the validation's seconds."""
     import time
 
-    from ranp_onnx import validate as oracle
-    from ranp_onnx.analyse import analyse
-    from ranp_onnx.prune import PruneOptions, score_model, select_at
-    from ranp_onnx.rewrite import rewrite
+    from ranp_onnx.analysis.shapes import analyse
+    from ranp_onnx.pipeline import PruneOptions, score_model
+    from ranp_onnx.rewrite import oracle
+    from ranp_onnx.rewrite.surgery import rewrite
+    from ranp_onnx.selection.search import select_at
 
     if arena == "arena":
         plain = oracle._oracle_options
@@ -63,7 +65,7 @@ def validate(model: str, arena: str) -> None:
     graph = analyse(model)
     options = PruneOptions(method="l1", sparsity=0.8)
     scoring = score_model(graph, None, options)
-    keep = select_at(scoring, "l1", 0.8, options).keep
+    keep = select_at(scoring, "l1", 0.8, options.selection).keep
     pruned = rewrite(scoring.channels, keep)
     start = time.perf_counter()
     oracle.validate(graph, pruned, scoring.channels.kept_indices(keep))

@@ -36,10 +36,10 @@ def _cli(*args: str) -> str:
 def _scores_match(model: Path, data: Path) -> None:
     import torch
 
-    from ranp_onnx.analyse import analyse
-    from ranp_onnx.channels import analyse_channels
-    from ranp_onnx.data import open_data
-    from ranp_onnx.score import accumulate_gradients
+    from ranp_onnx.analysis.channels import analyse_channels
+    from ranp_onnx.analysis.shapes import analyse
+    from ranp_onnx.scoring.data import open_data
+    from ranp_onnx.scoring.statistics import accumulate_gradients
 
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -68,9 +68,8 @@ def main() -> None:
         print("skipped: torch sees no CUDA device (this script is for machines with a GPU)")
         return
     ort_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-    from ranp_onnx.exporters import build_model, export_built
-
-    from ranp_onnx.save import save_model
+    from ranp_onnx.ir.save import save_model
+    from ranp_onnx.zoo import build_model, export_built
 
     from .common import segmentation_data
 

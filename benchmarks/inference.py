@@ -1,13 +1,13 @@
 """(c) Full against pruned inference in onnxruntime, and (e) against Torch-Pruning.
 
 One scoring of the UNet serves every RANP-f model: sparsities 0.5, 0.8 and the largest
-feasible one (the paper's Algorithm 2), and 0.8 with ``--round-to 8`` and ``16``. Each
-model is timed in onnxruntime (CUDA where the installed onnxruntime has it, else CPU) and
-its arena peak and kernel time by op read as ``report --measure`` reads them
-(:func:`ranp_onnx.measure.measure`). Beside it, where OpenVINO is installed, each model is
-timed in OpenVINO's CPU plugin on the same inputs; and the full and the 0.8 model are
-timed again without their final Softmax (their logits), the op onnxruntime spends most of
-the pruned model's time in.
+feasible one (the paper's Algorithm 2), and 0.8 with ``--round-to 8`` and ``16``. Each model
+is timed in onnxruntime (CUDA where the installed onnxruntime has it, else CPU) and its
+arena peak and kernel time by op read as ``report --measure`` reads them
+(:func:`ranp_onnx.reporting.profiling.measure`). Beside it, where OpenVINO is installed,
+each model is timed in OpenVINO's CPU plugin on the same inputs; and the full and the 0.8
+model are timed again without their final Softmax (their logits), the op onnxruntime spends
+most of the pruned model's time in.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ class Scored:
 
 def score_unet(model: Path, data: Path, batches: int) -> Scored:
     """Score the model once with RANP-f's statistics."""
-    from ranp_onnx.analyse import analyse
-    from ranp_onnx.data import open_data
-    from ranp_onnx.prune import PruneOptions, score_model
+    from ranp_onnx.analysis.shapes import analyse
+    from ranp_onnx.pipeline import PruneOptions, score_model
+    from ranp_onnx.scoring.data import open_data
 
     start = time.perf_counter()
     graph = analyse(str(model))
@@ -51,10 +51,11 @@ def score_unet(model: Path, data: Path, batches: int) -> Scored:
 
 def ranp_models(scored: Scored) -> list[tuple[str, float, int, Any]]:
     """(label, sparsity, round_to, PruneResult) of every RANP-f model measured."""
-    from ranp_onnx.prune import PruneOptions, prune_scored, search_max_sparsity
+    from ranp_onnx.pipeline import PruneOptions, prune_scored
+    from ranp_onnx.selection.search import search_max_sparsity
 
     base = PruneOptions(method="ranp-f", lam=11.0, validate=False)
-    largest, _ = search_max_sparsity(scored.scoring, base)
+    largest, _ = search_max_sparsity(scored.scoring, base.selection)
     largest = float(np.floor(largest * 1e4) / 1e4)
     cases = [(s, 1) for s in (*SPARSITIES, largest)] + [(0.8, r) for r in ROUNDINGS]
     results = []
@@ -90,8 +91,9 @@ class Latency:
 
 def _latency(proto: onnx.ModelProto, graph: Any, repeats: int) -> Latency:
     """Timed runs in onnxruntime (and OpenVINO), the arena peak and the time by op."""
-    from ranp_onnx import runtime
-    from ranp_onnx.measure import measure, random_inputs
+    from ranp_onnx.ir import runtime
+    from ranp_onnx.ir.graph import random_inputs
+    from ranp_onnx.reporting.profiling import measure
 
     providers = runtime.available_providers("auto")
     session = runtime.make_session(proto, providers=providers)
@@ -149,8 +151,8 @@ def logits(proto: onnx.ModelProto) -> onnx.ModelProto | None:
 
 def run_inference(scored: Scored, repeats: int) -> list[dict[str, Any]]:
     """Latency and arena peak of the full and every pruned model, with the counted factors."""
-    from ranp_onnx.analyse import analyse
-    from ranp_onnx.costs import count_costs
+    from ranp_onnx.analysis.costs import count_costs
+    from ranp_onnx.analysis.shapes import analyse
 
     full = Timed(
         _latency(scored.graph.model.proto, scored.graph, repeats), count_costs(scored.graph).totals
@@ -174,7 +176,8 @@ def conv_times(graph: Any, costs: Any, runs: int = 3) -> dict[str, dict[str, Any
     Returns:
         By node name: ``ms``, ``macs`` and ``channels`` ("in->out").
     """
-    from ranp_onnx.measure import kernel_ms_by_node, profile_events, random_inputs
+    from ranp_onnx.ir.graph import random_inputs
+    from ranp_onnx.reporting.profiling import kernel_ms_by_node, profile_events
 
     events = profile_events(graph.model.proto, ["CPUExecutionProvider"], random_inputs(graph), runs)
     times = kernel_ms_by_node(events)
@@ -228,8 +231,8 @@ def _logit_rows(
     scored: Scored, pruned: onnx.ModelProto, sparsity: float, repeats: int
 ) -> list[dict[str, Any]]:
     """The full and a pruned model timed without their final Softmax, if they end in one."""
-    from ranp_onnx.analyse import analyse
-    from ranp_onnx.costs import count_costs
+    from ranp_onnx.analysis.costs import count_costs
+    from ranp_onnx.analysis.shapes import analyse
 
     cuts = [logits(scored.graph.model.proto), logits(pruned)]
     timed = []

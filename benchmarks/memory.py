@@ -7,7 +7,7 @@ Each measurement runs in its own child process and reads that process's ``ru_max
 - one training step of the original torch module on a batch of the same size
   (``python -m benchmarks.child train-step``);
 - the scoring passes alone (``python -m benchmarks.child score``), beside the estimate
-  of :func:`ranp_onnx.memory.estimate_scoring_memory`.
+  of :func:`ranp_onnx.scoring.memory.estimate_scoring_memory`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ def run_memory(
     model: Path, data: Path, width: float, preset: str, shape: tuple[int, ...], folder: Path
 ) -> dict[str, Any]:
     """Peak RSS (MB) of prune, of a torch training step and of scoring, and the estimate."""
-    from ranp_onnx.analyse import analyse
-    from ranp_onnx.memory import estimate_scoring_memory
+    from ranp_onnx.analysis.shapes import analyse
+    from ranp_onnx.scoring.memory import estimate_scoring_memory
 
     prune = run_child(
         ranp_onnx(
@@ -49,8 +49,8 @@ def run_memory(
 
 def run_brats(folder: Path, shape: tuple[int, int, int, int]) -> dict[str, Any]:
     """Export the full-width BraTS UNet at ``shape`` and prune it on one batch on CPU."""
-    from ranp_onnx.analyse import analyse
-    from ranp_onnx.memory import available_memory, estimate_scoring_memory
+    from ranp_onnx.analysis.shapes import analyse
+    from ranp_onnx.scoring.memory import available_memory, estimate_scoring_memory
 
     from .common import segmentation_data
 

@@ -7,9 +7,9 @@ all three alike:
   and costs), channel groups, gradient passes (forward, backward and the statistics),
   scoring (the criterion), selection (constraints), rewrite, validation, report (costs of
   the result and the plan) and writing;
-- the original PyTorch module (``ranp_onnx.exporters.build_model``), in training mode,
+- the original PyTorch module (``ranp_onnx.zoo.build_model``), in training mode,
   forward + cross-entropy + backward on one batch;
-- the graph evaluator (:class:`ranp_onnx.torch_graph.TorchGraph`) alone, forward + the
+- the graph evaluator (:class:`ranp_onnx.scoring.evaluator.TorchGraph`) alone, forward + the
   same loss + backward on the same batch, without the statistics.
 
 The prune total is compared with ``batches`` native passes: the native pass timed in the
@@ -55,18 +55,18 @@ STAGES = (
 
 def _stage_times(model: Path, data: Path, out: Path, case: PipelineCase) -> dict[str, float]:
     """One prune, the time of every stage."""
-    from ranp_onnx.analyse import analyse
-    from ranp_onnx.channels import analyse_channels
-    from ranp_onnx.costs import count_costs
-    from ranp_onnx.criteria import criterion
-    from ranp_onnx.data import open_data
-    from ranp_onnx.load import load_model
-    from ranp_onnx.plan import build_plan
-    from ranp_onnx.prune import PruneOptions, score_model
-    from ranp_onnx.rewrite import rewrite
-    from ranp_onnx.save import save_model
-    from ranp_onnx.select import apply_constraints
-    from ranp_onnx.validate import validate
+    from ranp_onnx.analysis.channels import analyse_channels
+    from ranp_onnx.analysis.costs import count_costs
+    from ranp_onnx.analysis.shapes import analyse
+    from ranp_onnx.ir.load import load_model
+    from ranp_onnx.ir.save import save_model
+    from ranp_onnx.pipeline import PruneOptions, score_model
+    from ranp_onnx.rewrite.oracle import validate
+    from ranp_onnx.rewrite.surgery import rewrite
+    from ranp_onnx.scoring.data import open_data
+    from ranp_onnx.selection.constraints import apply_constraints
+    from ranp_onnx.selection.criteria import criterion
+    from ranp_onnx.selection.plan import build_plan
 
     times: dict[str, float] = {}
     clock = [time.perf_counter()]
@@ -89,9 +89,7 @@ def _stage_times(model: Path, data: Path, out: Path, case: PipelineCase) -> dict
     lap("gradient passes")
     # score_model analysed the channels again: move that time to "channels".
     times["gradient passes"] -= times["channels"]
-    raw, scores, _ = criterion("ranp-f").select(
-        scoring.channels, scoring.stats, scoring.settings, case.sparsity, scoring.excluded
-    )
+    raw, scores, _ = criterion("ranp-f").select(scoring, options.selection, case.sparsity)
     lap("scoring")
     keep, _ = apply_constraints(scoring.channels, raw, scores, fixed=scoring.fixed)
     lap("selection")
@@ -136,7 +134,7 @@ def _torch_passes(module: Any, batches: list[tuple[Any, Any]]) -> Callable[[], N
 def _evaluator_passes(model: Path, batches: list[tuple[Any, Any]]) -> Callable[[], None]:
     import torch
 
-    from ranp_onnx.torch_graph import TorchGraph
+    from ranp_onnx.scoring.evaluator import TorchGraph
 
     graph = TorchGraph(str(model), batchnorm="batch").eval()
     logits = graph.output_names[0]
@@ -158,7 +156,8 @@ def run_pipeline(case: PipelineCase, folder: Path, repeats: int) -> dict[str, An
     """Measure the three, ``repeats`` times each, interleaved; return the timings."""
     import onnx
     import torch
-    from ranp_onnx.exporters import build_model, export_built
+
+    from ranp_onnx.zoo import build_model, export_built
 
     from .common import segmentation_data
 

@@ -119,8 +119,8 @@ def _inference(rows: list[dict[str, Any]]) -> list[str]:
 
 def _inference_verdict(rows: list[dict[str, Any]]) -> list[str]:
     """The target at 0.8, where the pruned model's time goes, and what bounds it."""
-    from ranp_onnx.measure import Measurement
-    from ranp_onnx.report import op_time_lines
+    from ranp_onnx.reporting.profiling import Measurement
+    from ranp_onnx.reporting.tables import op_time_lines
 
     at = {row["model"]: row for row in rows}
     if "0.8" not in at:
@@ -210,8 +210,8 @@ def _memory(result: dict[str, Any]) -> list[str]:
         f"- torch training step: {result['train_step_mb']:.0f} MB",
         f"- ratio: **{ratio:.2f}** (target <= 1.5: {_verdict(ratio, 1.5)})",
         f"- scoring passes alone: {result['scoring_mb']:.0f} MB resident; the estimate of the "
-        f"tensors scoring holds (`ranp_onnx.memory`, without the interpreter and libraries) "
-        f"says {result['estimate_mb']:.0f} MB",
+        "tensors scoring holds (`ranp_onnx.scoring.memory`, without the interpreter and "
+        f"libraries) says {result['estimate_mb']:.0f} MB",
         "",
     ]
 

@@ -67,7 +67,8 @@ def run(
 ) -> dict[str, Any]:
     """Run the chosen sections, quickest first; call ``done`` with the results after each."""
     import onnx
-    from ranp_onnx.exporters import build_model, export_built
+
+    from ranp_onnx.zoo import build_model, export_built
 
     results: dict[str, Any] = {}
     built = build_model(

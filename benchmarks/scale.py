@@ -73,11 +73,11 @@ def generated_graph(convs: int, seed: int = 0) -> onnx.ModelProto:
 
 
 def _analyse_and_rewrite(model: onnx.ModelProto) -> tuple[float, float]:
-    from ranp_onnx.analyse import analyse
-    from ranp_onnx.channels import analyse_channels
-    from ranp_onnx.costs import count_costs
-    from ranp_onnx.rewrite import rewrite
-    from ranp_onnx.select import apply_constraints, global_keep
+    from ranp_onnx.analysis.channels import analyse_channels
+    from ranp_onnx.analysis.costs import count_costs
+    from ranp_onnx.analysis.shapes import analyse
+    from ranp_onnx.rewrite.surgery import rewrite
+    from ranp_onnx.selection.constraints import apply_constraints, global_keep
 
     start = time.perf_counter()
     graph = analyse(model)

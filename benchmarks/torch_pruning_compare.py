@@ -37,10 +37,10 @@ def torch_pruning_available() -> bool:
 def _counted(module: Any, shape: tuple[int, ...]) -> tuple[float, float, int]:
     """GFLOPs, activation memory (MB) and conv output channels of a torch module."""
     import torch
-    from ranp_onnx.exporters import to_onnx
 
-    from ranp_onnx.analyse import analyse
-    from ranp_onnx.costs import count_costs
+    from ranp_onnx.analysis.costs import count_costs
+    from ranp_onnx.analysis.shapes import analyse
+    from ranp_onnx.zoo import to_onnx
 
     module.eval()
     proto = to_onnx(module, torch.zeros((1, *shape)))
@@ -56,7 +56,8 @@ def _taylor_prune(width: float, shape: tuple[int, ...], data: Path, sparsity: fl
     """Prune a fresh UNet with Torch-Pruning; return the module and the seconds it took."""
     import torch
     import torch_pruning as tp
-    from ranp_onnx.exporters import build_model
+
+    from ranp_onnx.zoo import build_model
 
     module = build_model("unet3d-15", preset="shapenet", width_mult=width, input_shape=shape).module
     arrays = np.load(data)
@@ -83,10 +84,9 @@ def run_comparison(
     width: float, shape: tuple[int, ...], model: Path, data: Path
 ) -> list[dict[str, Any]]:
     """Both tools at each sparsity: achieved GFLOPs, memory, neuron sparsity, seconds."""
-    from ranp_onnx.exporters import build_model
-
-    from ranp_onnx.costs import count_costs
-    from ranp_onnx.prune import PruneOptions, prune_scored
+    from ranp_onnx.analysis.costs import count_costs
+    from ranp_onnx.pipeline import PruneOptions, prune_scored
+    from ranp_onnx.zoo import build_model
 
     from .inference import score_unet
 

@@ -20,17 +20,17 @@ import numpy as np
 import onnx
 import torch
 
-from ranp_onnx.analyse import GraphAnalysis
-from ranp_onnx.data import Batch
-from ranp_onnx.errors import PlanError, RanpError
-from ranp_onnx.prune import PruneOptions, PruneResult, prune_scored, score_model
-from ranp_onnx.training_memory import (
+from ranp_onnx.analysis.training_memory import (
     TrainingSetup,
     loss_input,
     predict_training_memory,
     training_graph,
 )
-from ranp_onnx.training_step import measure_graph_step, measure_training_step
+from ranp_onnx.errors import PlanError, RanpError
+from ranp_onnx.ir.graph import GraphAnalysis
+from ranp_onnx.pipeline import PruneOptions, PruneResult, prune_scored, score_model
+from ranp_onnx.reporting.training_step import measure_graph_step, measure_training_step
+from ranp_onnx.scoring.data import Batch
 
 MB = float(1 << 20)
 GB = float(1 << 30)
@@ -51,7 +51,7 @@ class Network:
 
 def zoo_networks(quick: bool) -> list[Network]:
     """The six zoo networks, narrowed and on small clips so that 2 CPU cores manage."""
-    from ranp_onnx.exporters import build_model
+    from ranp_onnx.zoo import build_model
 
     width, clip = (0.125, (3, 8, 32, 32)) if quick else (0.5, (3, 16, 56, 56))
     volume = (1, 16, 16, 16) if quick else (1, 48, 48, 48)

@@ -17,8 +17,12 @@ from typing import Any
 import onnx
 import torch
 
-from ranp_onnx.prune import PruneOptions, apply_plan
-from ranp_onnx.training_memory import TrainingSetup, predict_training_memory, training_graph
+from ranp_onnx.analysis.training_memory import (
+    TrainingSetup,
+    predict_training_memory,
+    training_graph,
+)
+from ranp_onnx.pipeline import PruneOptions, apply_plan
 
 from .training import compare_step, pruned_models, ratio_lines, run_ratios
 
@@ -100,7 +104,7 @@ def payoff_cases(quick: bool) -> list[PayoffCase]:
 
 def run_payoff(quick: bool, budget: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
     """Full against pruned: FLOPs factor, predicted and measured peak, step time, batch."""
-    from ranp_onnx.costs import count_costs
+    from ranp_onnx.analysis.costs import count_costs
 
     rows = []
     setup = TrainingSetup(optimizer="adam")
@@ -136,7 +140,7 @@ def run_payoff(quick: bool, budget: int, log: Callable[[str], None]) -> list[dic
 
 
 def _exported(case: PayoffCase, shape: tuple[int, ...]) -> onnx.ModelProto:
-    from ranp_onnx.exporters import build_model, export_built
+    from ranp_onnx.zoo import build_model, export_built
 
     built = build_model("unet3d-15", preset=case.preset, width_mult=case.width, input_shape=shape)
     return export_built(built)

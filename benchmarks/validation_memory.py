@@ -19,7 +19,8 @@ from .common import python_module, run_child
 def main(size: int = 48) -> None:
     """Print peak RSS and validation seconds with and without the arena."""
     import onnx
-    from ranp_onnx.exporters import build_model, export_built
+
+    from ranp_onnx.zoo import build_model, export_built
 
     with tempfile.TemporaryDirectory() as name:
         model = Path(name) / "unet.onnx"

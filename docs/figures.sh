@@ -10,12 +10,15 @@ mkdir -p "$WORK"
 what=${1:-all}
 
 if [[ $what == all || $what == demo ]]; then
-    # The demo's 3D-UNet (make demo), pruned with RANP-f at 80% on random data.
-    "$BIN/ranp-onnx" export unet3d-15 --preset shapenet --width-mult 0.25 --input-shape 1,32,32,32 \
+    # make demo's 3D-UNet (width x0.5, 32^3), scored on 4 generated part-segmentation
+    # volumes and pruned with RANP-f at 80%.
+    "$BIN/ranp-onnx" export unet3d-15 --preset shapenet --width-mult 0.5 --input-shape 1,32,32,32 \
         -o "$WORK/unet32.onnx" --force
-    "$BIN/ranp-onnx" prune "$WORK/unet32.onnx" --data random --batch-size 2 --batches 2 \
-        --sparsity 0.8 --method ranp-f -o "$WORK/slim32.onnx" --plan "$WORK/plan32.json" \
-        --plot docs/ranp-demo.png --convention ranp-paper --force
+    "$BIN/python" -m examples.segmentation3d.data --count 4 --size 32 --split score \
+        -o "$WORK/score32.npz"
+    "$BIN/ranp-onnx" prune "$WORK/unet32.onnx" --data "$WORK/score32.npz" --ignore-index 255 \
+        --batch-size 2 --sparsity 0.8 --method ranp-f -o "$WORK/slim32.onnx" \
+        --plan "$WORK/plan32.json" --plot docs/ranp-demo.png --convention ranp-paper --force
 fi
 
 if [[ $what == all || $what == shapenet ]]; then

@@ -2,7 +2,7 @@
 
 Every network is pruned from one export of the task's zoo model (torchscript,
 initialisation seed 0) with one scoring pass over the first training samples
-(:func:`score`); :func:`~ranp_onnx.prune.prune_scored` then selects and rewrites for each
+(:func:`score`); :func:`~ranp_onnx.pipeline.prune_scored` then selects and rewrites for each
 method and sparsity. Costs are counted at batch 1 in the paper's convention.
 """
 
@@ -13,23 +13,24 @@ from collections.abc import Sequence
 from typing import Any
 
 import onnx
-from ranp_onnx.exporters.export import export_built
-from ranp_onnx.exporters.zoo import build_model
 
 from examples.tasks import Samples, Task
-from ranp_onnx.analyse import GraphAnalysis, analyse
-from ranp_onnx.channels import analyse_channels
-from ranp_onnx.costs import count_costs
-from ranp_onnx.data import Batch
-from ranp_onnx.prune import (
+from ranp_onnx.analysis.channels import analyse_channels
+from ranp_onnx.analysis.costs import count_costs
+from ranp_onnx.analysis.shapes import analyse
+from ranp_onnx.ir.graph import GraphAnalysis
+from ranp_onnx.pipeline import (
     PruneOptions,
     PruneResult,
     Scoring,
     apply_plan,
     prune_scored,
     score_model,
-    search_max_sparsity,
 )
+from ranp_onnx.scoring.data import Batch
+from ranp_onnx.selection.search import search_max_sparsity
+from ranp_onnx.zoo.export import export_built
+from ranp_onnx.zoo.registry import build_model
 
 METHODS = ("random", "layerwise", "vanilla", "weighted", "ranp-m", "ranp-f")
 GRADIENT_METHODS = ("vanilla", "weighted", "ranp-m", "ranp-f")
@@ -136,7 +137,7 @@ def pruned(group: str, task: Task, graph: GraphAnalysis, scoring: Scoring, **kw:
 
 def max_sparsities(task: Task, scoring: Scoring) -> dict[str, float]:
     """Algorithm 2 for every method."""
-    return {m: search_max_sparsity(scoring, options(task, m))[0] for m in METHODS}
+    return {m: search_max_sparsity(scoring, options(task, m).selection)[0] for m in METHODS}
 
 
 def higher_sparsity(task: Task, maxima: dict[str, float]) -> float:

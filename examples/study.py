@@ -55,7 +55,7 @@ from examples.networks import (
 )
 from examples.tasks import SCALES, Samples, Task
 from examples.training import train_and_evaluate
-from ranp_onnx.reinit import reinitialize
+from ranp_onnx.rewrite.reinit import reinitialize
 
 TASKS = ("segmentation3d", "video3d")
 #: One torch thread by default: on a 2-core machine shared with other work, two OpenMP

@@ -64,7 +64,7 @@ class Task:
     Attributes:
         name: "segmentation3d" or "video3d".
         title: One line for tables.
-        model: Zoo name (see ``ranp_onnx.exporters``).
+        model: Zoo name (see ``ranp_onnx.zoo``).
         preset: Zoo preset, or None for the model's default.
         width_mult: Width multiplier of the zoo model.
         classes: Output classes.

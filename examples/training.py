@@ -1,6 +1,6 @@
 """Training an ONNX model from scratch as a torch module, and measuring each step.
 
-:func:`train_and_evaluate` wraps the model in :class:`ranp_onnx.torch_graph.TorchGraph`,
+:func:`train_and_evaluate` wraps the model in :class:`ranp_onnx.scoring.evaluator.TorchGraph`,
 trains it on the task's loss (cross-entropy on the logits: a final softmax is skipped),
 and evaluates the task metric on the test set. It measures:
 
@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from examples.tasks import Budget, Samples, Task
-from ranp_onnx.analyse import analyse
+from ranp_onnx.analysis.shapes import analyse
 from ranp_onnx.ops import rule_for
-from ranp_onnx.torch_graph import TorchGraph
+from ranp_onnx.scoring.evaluator import TorchGraph
 
 WARMUP_STEPS = 2
 MB = float(1 << 20)

@@ -1,12 +1,17 @@
 """ranp-onnx: Resource Aware Neuron Pruning (RANP) at initialization for 3D CNNs, on ONNX.
 
-The pipeline, one module per stage: :mod:`~ranp_onnx.load` -> :mod:`~ranp_onnx.analyse`
--> :mod:`~ranp_onnx.costs` -> :mod:`~ranp_onnx.report`. Op knowledge lives in
-:mod:`ranp_onnx.ops`, one rule per op family.
+The package is its pipeline, one subpackage per stage, each importing only the ones
+below it (``make lint`` checks the layers):
+
+``ir`` (graph types, load, save, runtime) -> ``ops`` (the op rules) -> ``analysis``
+(shapes, channel groups, costs) -> ``scoring`` (gradient statistics) -> ``selection``
+(criteria, constraints, searches, plans) -> ``rewrite`` (graph surgery, the oracle) ->
+``reporting`` -> :mod:`~ranp_onnx.pipeline` (the wiring: ``prune``, ``apply_plan``) ->
+``torch_api`` (``to_torch``, ``prune_module``) -> ``zoo`` -> ``cli``.
 
 The torch side is imported on first use, so ``import ranp_onnx`` does not import torch:
-:func:`to_torch` / :func:`to_onnx` (:mod:`~ranp_onnx.round_trip`) and
-:func:`prune_module` (:mod:`~ranp_onnx.prune_torch`).
+:func:`to_torch` / :func:`to_onnx` (:mod:`~ranp_onnx.torch_api.round_trip`) and
+:func:`prune_module` (:mod:`~ranp_onnx.torch_api.prune_module`).
 """
 
 from __future__ import annotations
@@ -14,25 +19,23 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .analyse import GraphAnalysis, analyse, parse_input_shapes
-from .costs import CostReport, count_costs
+from .analysis.costs import CostReport, count_costs
+from .analysis.shapes import analyse, parse_input_shapes
 from .errors import RanpError
-from .load import LoadedModel, load_model
-
-# ``prune`` is also the name of its module: importing the function eagerly is the only way
-# ``ranp_onnx.prune`` stays the function once someone imports ``ranp_onnx.prune.X``.
-from .prune import PruneOptions, PruneResult, apply_plan, prune
+from .ir.graph import GraphAnalysis
+from .ir.load import LoadedModel, load_model
+from .pipeline import PruneOptions, PruneResult, apply_plan, prune
 
 if TYPE_CHECKING:
-    from .prune_torch import PrunedModule, prune_module
-    from .round_trip import to_onnx, to_torch
+    from .torch_api.prune_module import PrunedModule, prune_module
+    from .torch_api.round_trip import to_onnx, to_torch
 
 #: Public names imported on first access (they import torch), and their modules.
 _LAZY = {
-    "PrunedModule": "prune_torch",
-    "prune_module": "prune_torch",
-    "to_onnx": "round_trip",
-    "to_torch": "round_trip",
+    "PrunedModule": "torch_api.prune_module",
+    "prune_module": "torch_api.prune_module",
+    "to_onnx": "torch_api.round_trip",
+    "to_torch": "torch_api.round_trip",
 }
 
 __all__ = [

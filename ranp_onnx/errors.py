@@ -34,6 +34,10 @@ class PlanError(RanpError):
     """A pruning request or a saved plan cannot be satisfied on this model."""
 
 
+class ExportError(RanpError):
+    """A torch module cannot be exported as asked (an unknown exporter, an option it lacks)."""
+
+
 class OutputExistsError(RanpError):
     """The output path exists and ``--force`` was not given."""
 
@@ -50,3 +54,15 @@ class ValidationError(RanpError):
 
 class InternalError(Exception):
     """A bug in ranp-onnx: an invariant that should always hold did not."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (its type's name if it has none)."""
+    text = str(error).strip()
+    return text.splitlines()[0].strip() if text else type(error).__name__
+
+
+def last_line(error: BaseException) -> str:
+    """The last line of an error's message: onnx puts the root cause there."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__

@@ -12,9 +12,9 @@ import sys
 
 import numpy as np
 
-from ranp_onnx.analyse import analyse
-from ranp_onnx.data import open_data
-from ranp_onnx.prune import PruneOptions, score_model
+from ranp_onnx.analysis.shapes import analyse
+from ranp_onnx.pipeline import PruneOptions, score_model
+from ranp_onnx.scoring.data import open_data
 
 
 def main(model: str, data: str, prefix: str) -> None:

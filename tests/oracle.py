@@ -7,12 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from ranp_onnx.analyse import analyse
-from ranp_onnx.channels import ChannelAnalysis, analyse_channels, pruned_shapes
-from ranp_onnx.costs import count_costs
-from ranp_onnx.rewrite import rewrite
-from ranp_onnx.select import apply_constraints, global_keep
-from ranp_onnx.validate import validate
+from ranp_onnx.analysis.channels import ChannelAnalysis, analyse_channels, pruned_shapes
+from ranp_onnx.analysis.costs import count_costs
+from ranp_onnx.analysis.shapes import analyse
+from ranp_onnx.ir import runtime
+from ranp_onnx.rewrite.oracle import ValidationResult, validate
+from ranp_onnx.rewrite.surgery import rewrite
+from ranp_onnx.selection.constraints import apply_constraints, global_keep
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class OracleRun:
     error: float
     macs_before: int
     macs_after: int
+    validation: ValidationResult
 
 
 def random_prune(model: onnx.ModelProto, sparsity: float, seed: int = 0) -> OracleRun:
@@ -43,7 +45,7 @@ def random_prune(model: onnx.ModelProto, sparsity: float, seed: int = 0) -> Orac
             fixed[group.units] = True
     keep, _ = apply_constraints(channels, raw, scores, fixed=fixed)
     pruned = rewrite(channels, keep)
-    onnx.checker.check_model(pruned, full_check=True)
+    runtime.check_model(pruned, full_check=True)
     result = validate(graph, pruned, channels.kept_indices(keep))
     after = analyse(pruned, graph.input_shapes)
     predicted = count_costs(pruned_shapes(channels, keep))
@@ -57,4 +59,5 @@ def random_prune(model: onnx.ModelProto, sparsity: float, seed: int = 0) -> Orac
         error=result.worst[1],
         macs_before=count_costs(graph).totals.macs,
         macs_after=actual.totals.macs,
+        validation=result,
     )

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from ranp_onnx.exporters import build_model, export_built
+
+from ranp_onnx.zoo import build_model, export_built
 
 #: (width multiplier, input C, D, H, W) of each zoo model's small version for pruning.
 SMALL: dict[str, tuple[float, tuple[int, int, int, int]]] = {

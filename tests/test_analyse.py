@@ -9,8 +9,8 @@ import torch
 from builders import export_module, make_model, random_weights
 from onnx import helper
 
-from ranp_onnx.analyse import analyse, parse_input_shapes, require_convolution
-from ranp_onnx.costs import count_costs
+from ranp_onnx.analysis.costs import count_costs
+from ranp_onnx.analysis.shapes import analyse, parse_input_shapes, require_convolution
 from ranp_onnx.errors import InputShapeError, UnsupportedModelError
 
 
@@ -123,13 +123,18 @@ def test_parse_input_shapes_refuses_malformed(spec: str) -> None:
         parse_input_shapes([spec])
 
 
-def test_dynamic_dimension_without_shape_names_input_axis_and_dim_param() -> None:
+def test_a_dynamic_batch_is_filled_in_and_other_dynamic_dimensions_are_asked_for() -> None:
+    assert analyse(small_cnn()).input_shapes == {"x": (1, 2, 16, 16, 16)}
+    graph = analyse(small_cnn(), batch_size=3)
+    assert graph.input_shapes == {"x": (3, 2, 16, 16, 16)}
+    assert graph.shape("y") == (3, 5)
     with pytest.raises(InputShapeError) as raised:
-        analyse(small_cnn())
-    message = str(raised.value)
-    assert "input 'x'" in message
-    assert "dimension 0 ('N')" in message
-    assert "--input-shape x=<N>x2x16x16x16" in message
+        analyse(small_cnn(("D", 16, 16)), batch_size=3)
+    assert str(raised.value) == (
+        "input 'x' has dynamic dimension 2 ('D'): pass `input_shapes` x=3x2x<D>x16x16"
+    )
+    with pytest.raises(InputShapeError, match="`batch_size` must be at least 1, got 0"):
+        analyse(small_cnn(), batch_size=0)
 
 
 def test_torchscript_dynamic_axes_are_all_named() -> None:
@@ -143,8 +148,8 @@ def test_torchscript_dynamic_axes_are_all_named() -> None:
     with pytest.raises(InputShapeError) as raised:
         analyse(model)
     assert str(raised.value) == (
-        "input 'volume' has dynamic dimensions 0 ('batch'), 2 ('depth'): pass "
-        "--input-shape volume=<batch>x1x<depth>x5x5"
+        "input 'volume' has dynamic dimension 2 ('depth'): pass "
+        "`input_shapes` volume=1x1x<depth>x5x5"
     )
     graph = analyse(model, parse_input_shapes(["volume=2x1x7x5x5"]))
     relu = graph.nodes[-1]

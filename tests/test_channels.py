@@ -10,8 +10,8 @@ from builders import export_module
 from oracle import random_prune
 from torch import nn
 
-from ranp_onnx.analyse import analyse
-from ranp_onnx.channels import ChannelAnalysis, analyse_channels
+from ranp_onnx.analysis.channels import ChannelAnalysis, analyse_channels
+from ranp_onnx.analysis.shapes import analyse
 
 F = nn.functional
 
@@ -182,6 +182,38 @@ class FlattenHead(nn.Module):
         return self.fc2(F.dropout(torch.relu(self.fc1(torch.flatten(y, 1))), 0.5, self.training))
 
 
+class EinsumPatterns(nn.Module):
+    """Einsum carries a's and b's channels to axis 1, sums c's and moves d's (D = C = 4)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c, self.d = conv(2, 4), conv(2, 4), conv(2, 3), conv(2, 4)
+        self.scale = nn.Parameter(torch.rand(4) + 0.5)
+        self.head, self.side = conv(4, 3, 1), conv(4, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gated = torch.einsum("ncdhw,ncdhw,c->ncdhw", self.a(x), self.b(x), self.scale)
+        mixed = torch.einsum("nkdhw,ncdhw->nkdhw", gated, self.c(x))
+        moved = torch.einsum("ncdhw->ndchw", self.d(x))
+        return self.head(torch.relu(mixed)) + self.side(moved)
+
+
+class NormsSharingOnes(nn.Module):
+    """An InstanceNorm and a LayerNorm over the last axis (W = C = 4), both weights of ones.
+
+    The dynamo exporter stores the equal weights once and feeds both norms from it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.head = conv(2, 4), conv(4, 4), conv(4, 3, 1)
+        self.instance, self.layer = nn.InstanceNorm3d(4, affine=True), nn.LayerNorm(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.instance(self.a(x)))
+        return self.head(self.layer(self.b(y)))
+
+
 def _randomise_batchnorm(module: nn.Module) -> nn.Module:
     generator = torch.Generator().manual_seed(0)
     for child in module.modules():
@@ -244,6 +276,17 @@ def _check_groupnorm(channels: ChannelAnalysis) -> None:
     assert group.width == 4  # 8 channels in 4 normalisation groups of 2
 
 
+def _check_einsum(channels: ChannelAnalysis) -> None:
+    by_layers = {group.layers: group for group in channels.groups}
+    assert by_layers[("/a/Conv", "/b/Conv")].prunable  # tied through the product
+    summed = by_layers[("/c/Conv",)]
+    assert not summed.prunable and "sums over input 1's channel axis" in str(summed.reason)
+    moved = by_layers[("/d/Conv",)]
+    assert not moved.prunable and "moves input 0's channel axis to output axis 2" in str(
+        moved.reason
+    )
+
+
 CASES: list[tuple[type[nn.Module], tuple[int, ...], Check | None]] = [
     (CascadedConcat, (1, 2, 4, 4, 4), None),
     (ConcatThenSplit, (1, 2, 4, 4, 4), None),
@@ -257,6 +300,8 @@ CASES: list[tuple[type[nn.Module], tuple[int, ...], Check | None]] = [
     (NormalisationsAndSlices, (1, 2, 4, 4, 4), None),
     (SharedWeights, (1, 2, 4, 4, 4), None),
     (FlattenHead, (2, 2, 4, 4, 4), None),
+    (EinsumPatterns, (1, 2, 4, 4, 4), _check_einsum),
+    (NormsSharingOnes, (1, 2, 4, 4, 4), None),
 ]
 
 
@@ -282,4 +327,14 @@ def test_default_batchnorm_init_aliases_initializers_and_still_prunes() -> None:
     model = export_module(ResidualChain().eval(), torch.randn(1, 2, 4, 4, 4))
     assert any(node.op_type == "Identity" for node in model.graph.node)
     run = random_prune(model, 0.5, 0)
+    assert run.error <= 1e-4 and run.macs_after < run.macs_before
+
+
+def test_initializer_shared_with_a_norm_that_does_not_slice_it_is_kept() -> None:
+    model = export_module(NormsSharingOnes().eval(), torch.randn(1, 2, 4, 4, 4), exporter="dynamo")
+    channels = analyse_channels(analyse(model))
+    first, second, head = channels.groups  # a (InstanceNorm), b (LayerNorm), the head
+    assert not first.prunable and "is also read by node 'node_layer_norm'" in str(first.reason)
+    assert second.prunable and not head.prunable
+    run = random_prune(model, 0.6, 2)
     assert run.error <= 1e-4 and run.macs_after < run.macs_before

@@ -14,17 +14,17 @@ import torch
 from builders import export_module
 from click.testing import CliRunner, Result
 from pruning_models import CLASSES, segmentation_npz, zoo_model
-from ranp_onnx.cli import prune as prune_cli
-from ranp_onnx.cli.main import cli
 from torch import nn
 
-from ranp_onnx.channels import ChannelAnalysis
-from ranp_onnx.load import load_model
-from ranp_onnx.save import save_model
+from ranp_onnx.analysis.channels import ChannelAnalysis
+from ranp_onnx.cli import prune as prune_cli
+from ranp_onnx.cli.main import cli
+from ranp_onnx.ir.load import load_model
+from ranp_onnx.ir.save import save_model
 
 SHAPE = (1, 16, 16, 16)
 #: The pipeline module (``ranp_onnx.prune`` is the function of the same name).
-pipeline = importlib.import_module("ranp_onnx.prune")
+pipeline = importlib.import_module("ranp_onnx.pipeline")
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +87,11 @@ def quick_args(files: dict[str, Path], out: Path, *extra: str | Path) -> list[st
     return ["prune", files["unet"], "--method", "l1", "-o", out, *extra]
 
 
+def files_first_initializer(files: dict[str, Path]) -> str:
+    """The name of the first initializer of the test model (what a corruption scales)."""
+    return onnx.load(str(files["unet"])).graph.initializer[0].name
+
+
 def assert_refused(result: Result, message: str, code: int = 1) -> None:
     assert result.exit_code == code, result.output
     assert message in result.stderr
@@ -103,7 +108,7 @@ def test_prune_reports_like_report_compare_and_writes_model_and_plan(
     assert result.exit_code == 0, result.output
     compare = run("report", out, "--compare", files["unet"])
     assert result.stdout.startswith(compare.stdout)
-    for line in ("neurons ", "validated     max error", "kept whole    /head/Conv", f"wrote {out}"):
+    for line in ("neurons ", "validated     ", "kept whole    /head/Conv", f"wrote {out}"):
         assert line.replace(" ", "") in result.stdout.replace(" ", "")
     # No progress (stderr is not a terminal here) and no warnings.
     assert result.stderr == ""
@@ -202,28 +207,34 @@ def test_failed_validation_exits_3_and_writes_nothing(
     monkeypatch.setattr(pipeline, "rewrite", corrupted)
     out, plan = tmp_path / "slim.onnx", tmp_path / "plan.json"
     result = run(*quick_args(files, out, "--sparsity", "0.5", "--plan", plan))
-    assert_refused(result, "validation failed: output 'output' differs", code=3)
+    # The first initializer was scaled: the oracle names it, and the node that reads it.
+    first = f"validation failed: tensor '{files_first_initializer(files)}' (read by node"
+    assert_refused(result, first, code=3)
     assert list(tmp_path.iterdir()) == []
     skipped = run(*quick_args(files, out, "--sparsity", "0.5", "--no-validate"))
     assert skipped.exit_code == 0 and "validated" not in skipped.stdout
 
 
-def test_a_model_whose_outputs_ignore_its_inputs_gets_a_note(tmp_path: Path) -> None:
+def test_tensors_that_are_zero_in_the_masked_original_get_a_note(tmp_path: Path) -> None:
     torch.manual_seed(0)
     module = nn.Sequential(nn.Conv3d(2, 6, 3, padding=1), nn.ReLU(), nn.Conv3d(6, 3, 1))
     with torch.no_grad():
-        module[0].weight.mul_(1e-12)  # activations vanish: the output is conv2's bias
+        module[0].weight.zero_()  # a dead layer: its output is zero on every input
         module[0].bias.zero_()
     source = save_model(export_module(module, torch.randn(1, 2, 4, 4, 4)), tmp_path / "m.onnx")
     result = run("prune", source, "--method", "l1", "--sparsity", "0.5", "-o", tmp_path / "o.onnx")
     assert result.exit_code == 0, result.output
-    assert "note          the outputs hardly depend on the inputs" in result.stdout
+    assert "tensors node by node" in result.stdout
+    assert "of the tensors compared are all zero in the masked original" in result.stdout
     document = json.loads(
         run(
             *quick_args({"unet": source}, tmp_path / "j.onnx", "--sparsity", "0.5", "--json")
         ).stdout
     )
-    assert document["validation"]["conclusive"] is False
+    validation = document["validation"]
+    assert validation["conclusive"] is True  # the proof ran, node by node
+    assert "/0/Conv_output_0" in validation["degenerate_tensors"]
+    assert validation["tensors_compared"] >= 2
 
 
 def test_existing_output_needs_force_and_is_left_alone(

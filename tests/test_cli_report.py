@@ -13,11 +13,11 @@ import torch
 from builders import export_module, make_model
 from click.testing import CliRunner, Result
 from onnx import helper
+
+from ranp_onnx.analysis.costs import count_costs
+from ranp_onnx.analysis.shapes import analyse
 from ranp_onnx.cli import report as report_command
 from ranp_onnx.cli.main import cli
-
-from ranp_onnx.analyse import analyse
-from ranp_onnx.costs import count_costs
 from ranp_onnx.errors import InputShapeError
 
 MB = float(1 << 20)
@@ -316,7 +316,8 @@ EXPECTED_MESSAGES = {
     "unknown domain": "uses op 'Frob' from domain 'com.example', which onnxruntime does not know",
     "opset too new": "the model uses opset 99",
     "dynamic without shape": (
-        "input 'volume' has dynamic dimensions 0 ('batch'), 1 ('channels'), 2 ('depth')"
+        "input 'volume' has dynamic dimensions 1 ('channels'), 2 ('depth'): pass "
+        "--input-shape volume=1x<channels>x<depth>x8x8"
     ),
     "malformed shape": "expected NAME=1x1x64x64x64",
     "shape names no input": "names 'image', which is not an input of the model",

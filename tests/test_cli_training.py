@@ -9,20 +9,21 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner, Result
-from ranp_onnx.cli.main import cli
-from ranp_onnx.exporters import build_model, export_built
 
-from ranp_onnx.channels import analyse_channels, pruned_shapes
-from ranp_onnx.data import open_data
-from ranp_onnx.prune import PruneOptions, score_model, select_at
-from ranp_onnx.search import SEARCH_TOLERANCE
-from ranp_onnx.training_fit import fit_training_memory
-from ranp_onnx.training_memory import (
+from ranp_onnx.analysis.channels import analyse_channels, pruned_shapes
+from ranp_onnx.analysis.training_memory import (
     TrainingSetup,
     predict_training_memory,
     training_graph,
 )
-from ranp_onnx.training_step import measure_graph_step
+from ranp_onnx.cli.main import cli
+from ranp_onnx.options import PruneOptions
+from ranp_onnx.pipeline import score_model
+from ranp_onnx.reporting.training_step import measure_graph_step
+from ranp_onnx.scoring.data import open_data
+from ranp_onnx.selection.fit import fit_training_memory
+from ranp_onnx.selection.search import SEARCH_TOLERANCE, select_at
+from ranp_onnx.zoo import build_model, export_built
 
 SHAPE = (1, 16, 16, 16)
 

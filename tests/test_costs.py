@@ -18,9 +18,16 @@ from builders import export_module, make_model
 from onnx import TensorProto, helper
 from torch.utils.flop_counter import FlopCounterMode
 
-from ranp_onnx import runtime
-from ranp_onnx.analyse import analyse
-from ranp_onnx.costs import CostReport, LayerCost, count_costs, parameter_source, peak_live_bytes
+from ranp_onnx.analysis.costs import (
+    CostReport,
+    LayerCost,
+    count_costs,
+    parameter_source,
+    peak_live_bytes,
+)
+from ranp_onnx.analysis.shapes import analyse
+from ranp_onnx.ir import runtime
+from ranp_onnx.ops.einsum import einsum_cost, parse_equation
 
 MB = float(1 << 20)
 
@@ -227,6 +234,81 @@ def test_matmul_with_weight_is_linear() -> None:
     assert paper.flops == 480
     assert paper.memory_bytes == 48 * 4
     assert standard.params == 30
+
+
+# --- Einsum -------------------------------------------------------------------------------
+
+
+def einsum_node(equation: str, count: int) -> onnx.NodeProto:
+    return helper.make_node("Einsum", [f"x{i}" for i in range(count)], ["y"], equation=equation)
+
+
+def test_einsum_attention_scores() -> None:
+    node = einsum_node("blxd,blyd->blxy", 2)
+    standard, paper = one_node(node, [("x0", [2, 3, 4, 5]), ("x1", [2, 3, 6, 5])])
+    # One batched product: batch b x l = 6, M = x = 4, N = y = 6, K = d = 5.
+    assert standard.output_shapes == ((2, 3, 4, 6),)
+    assert standard.macs == 6 * 4 * 6 * 5 == 720
+    assert standard.flops == 1440
+    assert paper.flops == 0 and paper.memory_bytes == 0  # a function, not a module
+    assert standard.params == 0
+
+
+def test_einsum_sums_within_an_operand_then_multiplies() -> None:
+    # b only in x0 and d only in x1 are summed first (24 and 20 adds), then a 2 x 4 @ 4 x 1.
+    standard, _ = one_node(einsum_node("abc,cd->a", 2), [("x0", [2, 3, 4]), ("x1", [4, 5])])
+    assert standard.macs == 8
+    assert standard.flops == 2 * 8 + 24 + 20
+
+
+def test_einsum_without_a_shared_label_is_an_elementwise_product() -> None:
+    standard, _ = one_node(einsum_node("i,j->ij", 2), [("x0", [3]), ("x1", [4])])
+    assert standard.macs == 0 and standard.flops == 12
+
+
+def test_einsum_weight_operand_is_a_parameter() -> None:
+    node = helper.make_node("Einsum", ["x", "w"], ["y"], equation="nc,ck->nk")
+    standard, _ = one_node(node, [("x", [2, 3])], {"w": ones(3, 4)})
+    assert standard.params == 12
+    assert standard.macs == 2 * 3 * 4
+
+
+#: (equation, operand shapes), torch's lowering cases: batch-like and free labels, labels
+#: summed within one operand, broadcasting (a size-1 label, ellipses of different widths),
+#: diagonals, implicit outputs, elementwise products, 3 and 4 operands.
+TORCH_EINSUMS = [
+    ("blxd,blyd->blxy", [(2, 4, 8, 12), (2, 4, 8, 12)]),
+    ("bhxy,bhyd->bhxd", [(2, 4, 8, 8), (2, 4, 8, 12)]),
+    ("ij,jk", [(3, 4), (4, 5)]),
+    ("ij,jk->ijk", [(3, 4), (4, 5)]),
+    ("bij,bjk->bik", [(1, 3, 4), (5, 4, 6)]),
+    ("...ij,...jk->...ik", [(2, 3, 4, 5), (3, 5, 6)]),
+    ("...ij,...jk->...ik", [(2, 1, 4, 5), (3, 5, 6)]),
+    ("ii", [(4, 4)]),
+    ("iij,jk->ik", [(3, 3, 4), (4, 5)]),
+    ("abc,cd->a", [(2, 3, 4), (4, 5)]),
+    ("bcx,cx->bc", [(2, 3, 1), (3, 5)]),
+    ("ab,ab->", [(2, 3), (2, 3)]),
+    ("ab,bc,cd->ad", [(2, 3), (3, 4), (4, 5)]),
+    ("ab,bc,cd,de->ae", [(2, 3), (3, 4), (4, 5), (5, 6)]),
+    ("abc,abd,ae->cde", [(2, 3, 4), (2, 3, 5), (2, 6)]),
+    ("bn,anm,bm->ba", [(2, 3), (4, 3, 5), (2, 5)]),
+    ("Ab,bA->A", [(3, 4), (4, 3)]),
+    ("aB,BC", [(2, 3), (3, 4)]),
+]
+
+
+@pytest.mark.parametrize(("equation", "shapes"), TORCH_EINSUMS)
+def test_einsum_macs_agree_with_torch_flop_counter(
+    equation: str, shapes: list[tuple[int, ...]]
+) -> None:
+    operands = [torch.randn(shape) for shape in shapes]
+    with torch.backends.opt_einsum.flags(enabled=False), FlopCounterMode(display=False) as counter:
+        expected = torch.einsum(equation, *operands)
+    parsed = parse_equation(equation, [len(shape) for shape in shapes])
+    assert 2 * einsum_cost(parsed, shapes).macs == counter.get_total_flops()
+    sizes = parsed.sizes(shapes)
+    assert tuple(sizes[label] for label in parsed.output) == tuple(expected.shape)
 
 
 # --- Normalisation ------------------------------------------------------------------------
@@ -609,6 +691,22 @@ class TinyUNet(torch.nn.Module):
         return torch.softmax(self.head(y), dim=1)
 
 
+class Attention(torch.nn.Module):
+    """Self-attention over the voxels of a feature map, written with einsum as MONAI does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = torch.nn.Linear(6, 3 * 6, bias=False)
+        self.out = torch.nn.Linear(6, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = x.flatten(2).transpose(1, 2)  # [N, voxels, 6]
+        q, k, v = self.qkv(tokens).reshape(x.shape[0], -1, 3, 2, 3).permute(2, 0, 3, 1, 4)
+        weights = torch.einsum("blxd,blyd->blxy", q, k).softmax(dim=-1)
+        heads = torch.einsum("bhxy,bhyd->bhxd", weights, v)
+        return self.out(heads.transpose(1, 2).flatten(2))
+
+
 def cross_check_cases() -> dict[str, tuple[torch.nn.Module, torch.Tensor]]:
     torch.manual_seed(0)
     return {
@@ -628,6 +726,7 @@ def cross_check_cases() -> dict[str, tuple[torch.nn.Module, torch.Tensor]]:
         "linear": (torch.nn.Linear(20, 7), torch.randn(3, 20)),
         "residual_block": (ResidualBlock(), torch.randn(1, 3, 8, 8, 8)),
         "tiny_unet": (TinyUNet(), torch.randn(1, 2, 8, 8, 8)),
+        "einsum_attention": (Attention(), torch.randn(2, 6, 2, 3, 4)),
     }
 
 

@@ -10,9 +10,10 @@ import pytest
 from builders import make_model
 from onnx import helper
 
-from ranp_onnx.analyse import GraphAnalysis, analyse
-from ranp_onnx.data import LABELS_BY_LOSS, open_data
+from ranp_onnx.analysis.shapes import analyse
 from ranp_onnx.errors import DataError
+from ranp_onnx.ir.graph import GraphAnalysis
+from ranp_onnx.scoring.data import LABELS_BY_LOSS, open_data
 
 RNG = np.random.default_rng(0)
 
@@ -446,6 +447,6 @@ def test_random_feeds_every_input_of_a_multi_input_model():
 
 
 def test_every_loss_has_a_label_layout():
-    from ranp_onnx.losses import LOSS_NAMES
+    from ranp_onnx.scoring.losses import LOSS_NAMES
 
     assert tuple(LABELS_BY_LOSS) == LOSS_NAMES

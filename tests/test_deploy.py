@@ -11,14 +11,14 @@ import onnx
 import pytest
 from click.testing import CliRunner, Result
 from pruning_models import SMALL, zoo_model
-from ranp_onnx.cli.main import cli
 
-from ranp_onnx import deploy
-from ranp_onnx.analyse import analyse
-from ranp_onnx.deploy import check_deployment
+from ranp_onnx.analysis.shapes import analyse
+from ranp_onnx.cli.main import cli
 from ranp_onnx.errors import ValidationError
-from ranp_onnx.plan import PrunePlan
-from ranp_onnx.prune import PruneOptions, prune
+from ranp_onnx.pipeline import PruneOptions, prune
+from ranp_onnx.reporting import deploy
+from ranp_onnx.reporting.deploy import check_deployment
+from ranp_onnx.selection.plan import PrunePlan
 
 HAS_OPENVINO = True
 try:

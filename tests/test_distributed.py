@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from pruning_models import CLASSES, segmentation_npz, zoo_model
 
-from ranp_onnx import distributed
 from ranp_onnx.errors import DataError
-from ranp_onnx.save import save_model
+from ranp_onnx.ir.save import save_model
+from ranp_onnx.scoring import distributed
 
 SHAPE = (1, 16, 16, 16)
 TORCHRUN = Path(sys.executable).with_name("torchrun")

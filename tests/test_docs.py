@@ -1,4 +1,4 @@
-"""README's generated blocks match ``--help`` and the op registry."""
+"""The docs' generated blocks match ``--help`` and the op registry."""
 
 from __future__ import annotations
 
@@ -6,28 +6,31 @@ import re
 from pathlib import Path
 
 import pytest
+
 from ranp_onnx.cli import docs
 from ranp_onnx.cli.main import cli
-
 from ranp_onnx.ops import registered_op_types
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+CLI, OPS = DOCS / "cli.md", DOCS / "ops.md"
 
 
 def block(text: str, name: str) -> str:
     match = re.search(rf"<!-- {name}:start -->\n(.*?)\n<!-- {name}:end -->", text, re.DOTALL)
-    assert match is not None, f"README has no {name} block"
+    assert match is not None, f"the docs have no {name} block"
     return match.group(1)
 
 
-def test_readme_blocks_are_up_to_date() -> None:
-    text = README.read_text()
-    assert docs.render_readme(text) == text, "run: python -m ranp_onnx.cli.docs"
-    assert docs.main(["--readme", str(README), "--check"]) == 0
+def test_generated_blocks_are_up_to_date() -> None:
+    assert docs.FILES == (CLI, OPS)
+    for path in docs.FILES:
+        text = path.read_text()
+        assert docs.render_blocks(text) == text, "run: python -m ranp_onnx.cli.docs"
+    assert docs.main(["--check"]) == 0
 
 
 def test_the_cli_reference_has_every_command_and_option() -> None:
-    reference = block(README.read_text(), "cli-reference")
+    reference = block(CLI.read_text(), "cli-reference")
     for name, command in cli.commands.items():
         assert f"#### `ranp-onnx {name}`" in reference
         for parameter in command.params:
@@ -37,13 +40,15 @@ def test_the_cli_reference_has_every_command_and_option() -> None:
 
 
 def test_the_ops_table_lists_every_registered_op_once() -> None:
-    table = block(README.read_text(), "supported-ops")
+    table = block(OPS.read_text(), "supported-ops")
     rows = [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| `")]
     listed = [op for row in rows for op in re.findall(r"`([^`]+)`", row)]
     assert sorted(listed) == registered_op_types()
     assert f"{len(listed)} ops in" in table
     assert re.search(r"\| `Conv` \| conv \| layer: output channels are neurons \|", table)
-    assert re.search(r"\| `Constant`, `ConstantOfShape`, `Range` \| shape \| kept", table)
+    assert re.search(r"\| `Constant`, `Range` \| shape \| kept", table)
+    assert re.search(r"\| `ConstantOfShape` \| shape \| regenerated at the pruned width \|", table)
+    assert re.search(r"\| `Pad` \| padding \| coupled \| yes \| yes \|", table)
 
 
 def test_a_stale_block_is_reported_and_rewritten(tmp_path: Path) -> None:

@@ -13,11 +13,11 @@ from builders import make_model, random_weights
 from click.testing import CliRunner
 from onnx import helper
 from pruning_models import SMALL, zoo_model
-from ranp_onnx.cli.main import cli
 
-from ranp_onnx.analyse import analyse
+from ranp_onnx.analysis.shapes import analyse
+from ranp_onnx.cli.main import cli
 from ranp_onnx.errors import PlanError
-from ranp_onnx.explain import Explanation, explain, format_explanation
+from ranp_onnx.reporting.explain import Explanation, explain, format_explanation
 
 #: A specific reason names the node or tensor (or the option) that fixes the channels.
 NAMED = re.compile(r"'[^']+'")
@@ -140,7 +140,7 @@ def test_keep_and_ignore_are_reasons_and_unknown_names_are_refused() -> None:
     reasons = {layer.node: layer.reasons for layer in explanation.layers}
     assert reasons["c1"] == ("kept whole by --keep 'c1'",)
     assert reasons["c2"] == ("left out by --ignore 'c2'",)
-    with pytest.raises(PlanError, match="--keep nope: no scored layer"):
+    with pytest.raises(PlanError, match="`keep` nope: no scored layer"):
         explain(graph, keep=["nope"])
 
 

@@ -13,8 +13,12 @@ import onnxruntime as ort
 import pytest
 import torch
 from click.testing import CliRunner
+
+from ranp_onnx import analyse, count_costs
 from ranp_onnx.cli.main import cli
-from ranp_onnx.exporters import (
+from ranp_onnx.errors import InputShapeError, OutputExistsError
+from ranp_onnx.selection.criteria import PRESET_KEY
+from ranp_onnx.zoo import (
     EXPORTERS,
     ZOO,
     ZooError,
@@ -23,10 +27,7 @@ from ranp_onnx.exporters import (
     export_model,
     parse_volume_shape,
 )
-from ranp_onnx.exporters.export import METADATA_KEY, PRESET_KEY
-
-from ranp_onnx import analyse, count_costs
-from ranp_onnx.errors import InputShapeError, OutputExistsError
+from ranp_onnx.zoo.export import METADATA_KEY
 
 #: (width multiplier, input C, D, H, W) of each model's small test version.
 SMALL: dict[str, tuple[float, tuple[int, int, int, int]]] = {
@@ -146,7 +147,7 @@ def test_library_refusals(tmp_path: Path) -> None:
         build_model("unet3d-99")
     with pytest.raises(ZooError, match="presets: ucf101"):
         build_model("i3d", preset="brats")
-    with pytest.raises(ZooError, match="width-mult"):
+    with pytest.raises(ZooError, match="`width_mult`"):
         build_model("c3d", width_mult=-1)
     with pytest.raises(InputShapeError, match="at least 32x32x32"):
         build_model("unet3d-23", input_shape=(1, 16, 64, 64))

@@ -10,8 +10,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ranp_onnx import runtime, score
 from ranp_onnx.errors import DataError, UnsupportedModelError
+from ranp_onnx.ir import runtime
+from ranp_onnx.scoring import statistics as score
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ranp_onnx import importance
+from ranp_onnx.selection import importance
 
 # The reference's per-layer conv FLOPs of 3D-UNet-15 on ShapeNet (the RANP-f resources).
 SHAPENET_FLOPS = [

@@ -12,11 +12,10 @@ import pytest
 from builders import make_model, random_weights
 from onnx import helper, numpy_helper
 
-from ranp_onnx import load, runtime
-from ranp_onnx.analyse import analyse
+from ranp_onnx.analysis.shapes import analyse
 from ranp_onnx.errors import ModelLoadError, UnsupportedModelError
-from ranp_onnx.load import LoadedModel, load_model
-from ranp_onnx.measure import measure
+from ranp_onnx.ir import load, runtime
+from ranp_onnx.ir.load import LoadedModel, load_model
 
 WEIGHTS = random_weights(0, w=(4, 2, 3, 3, 3), b=(4,))
 
@@ -70,18 +69,6 @@ def test_load_from_path_proto_and_loaded(tmp_path: Path) -> None:
     assert from_proto.path is None and from_proto.name == "test"
     assert from_proto.proto == model and from_proto.proto is not model  # a copy
     assert load_model(from_proto) is from_proto
-
-
-def test_default_ir_version_loads_and_runs() -> None:
-    model = conv_model()
-    model.ir_version = onnx.IR_VERSION  # what onnx.helper.make_model writes: 14 with onnx 1.23
-    assert model.ir_version > runtime.max_ir_version()
-    loaded = load_model(model)
-    assert loaded.proto.ir_version == onnx.IR_VERSION  # not changed in memory
-    session = runtime.make_session(loaded.proto)
-    (y,) = session.run(None, {"x": np.ones((1, 2, 4, 4, 4), np.float32)})
-    assert y.shape == (1, 4, 4, 4, 4)
-    assert model.ir_version == onnx.IR_VERSION  # the caller's proto is untouched
 
 
 def test_opset_newer_than_the_runtime_is_refused() -> None:
@@ -224,47 +211,6 @@ def test_truncated_external_data_without_recorded_length_is_refused(tmp_path: Pa
         f"{path}: initializer 'w' has 876 bytes of external data, its shape needs 864 "
         "(truncated data file?)"
     )
-
-
-def test_external_data_model_is_measured_from_its_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    model = conv_model()
-    path = save_external(model, tmp_path / "model.onnx")
-    opened: list[object] = []
-    make_session = runtime.make_session
-
-    def spy(source: object, **kwargs: object) -> object:
-        opened.append(source)
-        return make_session(source, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(runtime, "make_session", spy)
-    result = measure(analyse(path), runs=1, warmup=0, device="cpu")
-    assert result.provider == "CPUExecutionProvider"
-    assert opened == [path, path]  # never serialised: a model over 2 GB could not be
-
-
-def test_external_data_model_at_a_newer_ir_is_measured_from_a_lowered_copy(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    model = conv_model()
-    model.ir_version = runtime.max_ir_version() + 1
-    path = save_external(model, tmp_path / "model.onnx")
-    opened: list[object] = []
-    make_session = runtime.make_session
-
-    def spy(source: object, **kwargs: object) -> object:
-        opened.append(source)
-        assert isinstance(source, Path)
-        assert onnx.load_model(str(source), load_external_data=False).ir_version == (
-            runtime.max_ir_version()
-        )
-        return make_session(source, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(runtime, "make_session", spy)
-    measure(analyse(path), runs=1, warmup=0, device="cpu")
-    assert len(opened) == 2 and opened[0] != path
-    assert not Path(str(opened[0])).exists()  # the temporary copy is gone
 
 
 def test_in_memory_model_over_the_protobuf_limit_is_refused(

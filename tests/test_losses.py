@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ranp_onnx.losses import (
+from ranp_onnx.scoring.losses import (
     LOSS_NAMES,
     cross_entropy,
     foreground_dice_loss,

@@ -9,10 +9,10 @@ import onnx
 from builders import make_model
 from onnx import helper
 
-from ranp_onnx.analyse import analyse
-from ranp_onnx.costs import CostReport, count_costs
-from ranp_onnx.measure import Measurement, kernel_ms_by_op
-from ranp_onnx.report import format_comparison
+from ranp_onnx.analysis.costs import CostReport, count_costs
+from ranp_onnx.analysis.shapes import analyse
+from ranp_onnx.reporting.profiling import Measurement, kernel_ms_by_op
+from ranp_onnx.reporting.tables import format_comparison
 
 
 def event(op: str, microseconds: float, name: str = "n") -> dict[str, object]:

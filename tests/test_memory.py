@@ -9,16 +9,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 from pruning_models import segmentation_npz
-from ranp_onnx.cli.main import cli
-from ranp_onnx.exporters import build_model, export_built
 
-from ranp_onnx import memory
-from ranp_onnx.analyse import GraphAnalysis, analyse
-from ranp_onnx.channels import analyse_channels
-from ranp_onnx.data import Batch, open_data
+from ranp_onnx.analysis.channels import analyse_channels
+from ranp_onnx.analysis.shapes import analyse
+from ranp_onnx.cli.main import cli
 from ranp_onnx.errors import InsufficientMemoryError
-from ranp_onnx.save import save_model
-from ranp_onnx.score import accumulate_gradients
+from ranp_onnx.ir.graph import GraphAnalysis
+from ranp_onnx.ir.save import save_model
+from ranp_onnx.scoring import memory
+from ranp_onnx.scoring.data import Batch, open_data
+from ranp_onnx.scoring.statistics import accumulate_gradients
+from ranp_onnx.zoo import build_model, export_built
 
 SHAPE = (1, 32, 32, 32)
 #: The estimate is meant to be within this fraction of the measured peak, either way.

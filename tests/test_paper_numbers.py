@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from ranp_onnx.cli.main import cli
-from ranp_onnx.exporters import build_model, export_built, export_model
 
 from ranp_onnx import analyse, count_costs
-from ranp_onnx.costs import CostReport
-from ranp_onnx.save import save_model
+from ranp_onnx.analysis.costs import CostReport
+from ranp_onnx.cli.main import cli
+from ranp_onnx.ir.save import save_model
+from ranp_onnx.zoo import build_model, export_built, export_model
 
 MB = float(1 << 20)
 NEURON_OPS = ("Conv", "ConvTranspose", "Gemm")

@@ -13,16 +13,16 @@ import pytest
 from builders import make_model
 from click.testing import CliRunner, Result
 from onnx import helper
-from ranp_onnx.cli.main import cli
-from ranp_onnx.exporters import export_model
 
-from ranp_onnx.analyse import analyse
-from ranp_onnx.criteria import layer_resources
-from ranp_onnx.data import open_data
-from ranp_onnx.importance import resource_multipliers
-from ranp_onnx.plot_panels import short_name
-from ranp_onnx.plots import PlotData, plot_data, render_plots
-from ranp_onnx.prune import PruneOptions, PruneResult, Scoring, prune_scored, score_model
+from ranp_onnx.analysis.shapes import analyse
+from ranp_onnx.cli.main import cli
+from ranp_onnx.pipeline import PruneOptions, PruneResult, Scoring, prune_scored, score_model
+from ranp_onnx.reporting.plot_panels import short_name
+from ranp_onnx.reporting.plots import PlotData, plot_data, render_plots
+from ranp_onnx.scoring.data import open_data
+from ranp_onnx.selection.criteria import layer_resources
+from ranp_onnx.selection.importance import resource_multipliers
+from ranp_onnx.zoo import export_model
 
 try:
     import matplotlib  # noqa: F401

@@ -13,32 +13,35 @@ import torch
 from builders import export_module
 from click.testing import CliRunner
 from pruning_models import CLASSES, segmentation_npz, zoo_model
-from ranp_onnx.cli.main import cli
 from torch import nn
 
-from ranp_onnx import runtime
-from ranp_onnx.analyse import GraphAnalysis, analyse
-from ranp_onnx.criteria import method_names
-from ranp_onnx.data import Batch, open_data
+from ranp_onnx.analysis.shapes import analyse
+from ranp_onnx.cli.main import cli
 from ranp_onnx.errors import DataError, PlanError, UnsupportedModelError, ValidationError
-from ranp_onnx.load import load_model
-from ranp_onnx.plan import PLAN_FORMAT, PrunePlan
-from ranp_onnx.prune import (
+from ranp_onnx.ir import runtime
+from ranp_onnx.ir.graph import GraphAnalysis
+from ranp_onnx.ir.load import load_model
+from ranp_onnx.ir.save import save_model
+from ranp_onnx.pipeline import (
     PruneOptions,
     PruneResult,
     Scoring,
     apply_plan,
-    predicted_costs,
     prune,
     prune_scored,
     score_model,
+)
+from ranp_onnx.rewrite.oracle import validate
+from ranp_onnx.scoring.data import Batch, open_data
+from ranp_onnx.selection.constraints import global_keep
+from ranp_onnx.selection.criteria import method_names
+from ranp_onnx.selection.plan import PLAN_FORMAT, PrunePlan
+from ranp_onnx.selection.search import (
+    SEARCH_TOLERANCE,
+    predicted_costs,
     search_max_sparsity,
     select_at,
 )
-from ranp_onnx.save import save_model
-from ranp_onnx.search import SEARCH_TOLERANCE
-from ranp_onnx.select import global_keep
-from ranp_onnx.validate import validate
 
 UNET_SHAPE = (1, 16, 16, 16)
 
@@ -100,7 +103,7 @@ def test_costs_never_increase_with_sparsity(scoring: Scoring) -> None:
         options = PruneOptions(method=method)
         previous = None
         for sparsity in np.linspace(0.0, 0.99, 12):
-            selection = select_at(scoring, method, float(sparsity), options)
+            selection = select_at(scoring, method, float(sparsity), options.selection)
             totals = predicted_costs(scoring, selection.keep, "standard").totals
             current = (totals.flops, totals.memory_mb, totals.params)
             if previous is not None:
@@ -156,7 +159,7 @@ def test_budget_is_met_with_the_least_pruning(
     assert result.plan.achieved["fraction_kept"][metric] <= 0.3
     sparsity = result.plan.settings["sparsity"]
     assert 0 < sparsity < 1
-    less = select_at(scoring, "ranp-f", sparsity - 2 * SEARCH_TOLERANCE, options)
+    less = select_at(scoring, "ranp-f", sparsity - 2 * SEARCH_TOLERANCE, options.selection)
     assert float(getattr(predicted_costs(scoring, less.keep, "standard").totals, metric)) > (
         0.3 * full
     )
@@ -174,11 +177,11 @@ def test_unreachable_budget_and_contradictory_targets_are_refused(
     ):
         with pytest.raises(PlanError, match="exactly one of"):
             prune_scored(unet, scoring, options)
-    with pytest.raises(PlanError, match=r"--sparsity 1\.0"):
+    with pytest.raises(PlanError, match=r"`sparsity` 1\.0"):
         prune_scored(unet, scoring, PruneOptions(sparsity=1.0))
     with pytest.raises(PlanError, match="unknown method 'magic'"):
         prune(unet, None, PruneOptions(method="magic", sparsity=0.5))
-    with pytest.raises(PlanError, match="needs --data"):
+    with pytest.raises(PlanError, match="needs `data`"):
         prune(unet, None, PruneOptions(method="ranp-f", sparsity=0.5))
 
 
@@ -212,7 +215,7 @@ def test_keep_and_ignore_name_layers(unet: GraphAnalysis, data_path: Path) -> No
     assert result.validation is not None and result.validation.worst[1] <= 1e-4
     for option in ("keep", "ignore"):
         bad = dataclasses.replace(options, **{option: ("nope",)})
-        with pytest.raises(PlanError, match=f"--{option} nope: no scored layer"):
+        with pytest.raises(PlanError, match=f"`{option}` nope: no scored layer"):
             prune(unet, data, bad)
 
 
@@ -299,10 +302,12 @@ def test_a_plan_that_does_not_fit_is_refused(scoring: Scoring, unet: GraphAnalys
 
 def test_algorithm2_finds_the_largest_feasible_sparsity(scoring: Scoring) -> None:
     options = PruneOptions(method="ranp-f")
-    sparsity, selection = search_max_sparsity(scoring, options)
+    sparsity, selection = search_max_sparsity(scoring, options.selection)
     assert selection.feasible and 0 < sparsity < 1
-    assert select_at(scoring, "ranp-f", sparsity, options).feasible
-    assert not select_at(scoring, "ranp-f", sparsity + 2 * SEARCH_TOLERANCE, options).feasible
+    assert select_at(scoring, "ranp-f", sparsity, options.selection).feasible
+    assert not select_at(
+        scoring, "ranp-f", sparsity + 2 * SEARCH_TOLERANCE, options.selection
+    ).feasible
 
 
 @pytest.mark.parametrize("method", method_names())
@@ -390,7 +395,7 @@ def test_a_reshape_target_from_shape_gets_its_constant_channel_count_patched() -
 
 
 def test_a_selection_that_removes_nothing_is_refused(unet: GraphAnalysis, scoring: Scoring) -> None:
-    with pytest.raises(PlanError, match=r"snip at --sparsity 0\.1 \(a fraction of the weights\)"):
+    with pytest.raises(PlanError, match=r"snip at `sparsity` 0\.1 \(a fraction of the weights\)"):
         prune_scored(unet, scoring, PruneOptions(method="snip", sparsity=0.1))
     with pytest.raises(PlanError, match="already meets the budget"):
         prune_scored(unet, scoring, PruneOptions(method="ranp-f", target_flops=1.0))
@@ -399,7 +404,7 @@ def test_a_selection_that_removes_nothing_is_refused(unet: GraphAnalysis, scorin
 def test_batch_statistics_over_one_value_are_refused_with_a_hint() -> None:
     graph = analyse(zoo_model("c3d"))  # 1x1x1 after the last pooling
     data = open_data("random", graph)
-    with pytest.raises(DataError, match=r"one value per channel.*--batch-size 2"):
+    with pytest.raises(DataError, match=r"one value per channel.*`batch_size` 2"):
         prune(graph, data, PruneOptions(method="vanilla", sparsity=0.5))
 
 

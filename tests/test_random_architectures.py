@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import onnx
 import pytest
 import torch
 from builders import export_module
@@ -34,7 +35,12 @@ BLOCKS = (
     "residual",
     "se",
     "split",
+    "groupnorm",
+    "shortcut",
 )
+#: How a type-A shortcut zero-pads its identity: Hara's Concat with zeros, F.pad after the
+#: identity's channels (the zoo's resnet3d-18), F.pad before them.
+SHORTCUT_FORMS = ("cat", "pad", "pad-before")
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,26 @@ class SplitAdd(nn.Module):
         return self.a(left) + self.b(right)
 
 
+class ShortcutA(nn.Module):
+    """A residual block that widens its stream: the identity is pooled and zero-padded."""
+
+    def __init__(self, body: nn.Module, planes: int, stride: int, form: str) -> None:
+        super().__init__()
+        self.body, self.planes, self.stride, self.form = body, planes, stride, form
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.avg_pool3d(x, kernel_size=1, stride=self.stride)
+        extra = self.planes - out.size(1)
+        if self.form == "cat":
+            zeros = torch.zeros(out.size(0), extra, out.size(2), out.size(3), out.size(4))
+            identity = torch.cat([out, zeros], 1)
+        elif self.form == "pad":
+            identity = F.pad(out, (0, 0, 0, 0, 0, 0, 0, extra))
+        else:
+            identity = F.pad(out, (0, 0, 0, 0, 0, 0, extra, 0))
+        return self.body(x) + identity
+
+
 class SqueezeExcite(nn.Module):
     def __init__(self, channels: int, hidden: int) -> None:
         super().__init__()
@@ -121,11 +147,23 @@ class Upsample(nn.Module):
 
 
 def _unit(
-    cin: int, cout: int, block: Block, groups: int = 1, kernel: int | None = None
+    cin: int,
+    cout: int,
+    block: Block,
+    groups: int = 1,
+    kernel: int | None = None,
+    *,
+    stride: int = 1,
+    norm_groups: int = 0,
 ) -> nn.Module:
+    """Conv, then BatchNorm (or a GroupNorm of ``norm_groups`` groups), then activation."""
     k = kernel or block.kernel
-    layers: list[nn.Module] = [nn.Conv3d(cin, cout, k, padding=k // 2, groups=groups)]
-    if block.batchnorm:
+    layers: list[nn.Module] = [
+        nn.Conv3d(cin, cout, k, stride=stride, padding=k // 2, groups=groups)
+    ]
+    if norm_groups:
+        layers.append(nn.GroupNorm(norm_groups, cout, affine=block.batchnorm))
+    elif block.batchnorm:
         layers.append(nn.BatchNorm3d(cout))
     layers.append(ACTIVATIONS[block.activation]())
     return nn.Sequential(*layers)
@@ -170,7 +208,32 @@ def _build(block: Block, c: int, size: int) -> tuple[nn.Module | None, int, int]
             w,
             size,
         )
+    if block.kind == "groupnorm":
+        groups = 1 + block.extra % 3
+        width = groups * (1 + block.width % 3)
+        return _unit(c, width, block, norm_groups=groups), width, size
+    if block.kind == "shortcut":
+        stride = 2 if size >= 4 and block.extra % 2 else 1
+        planes = c + 1 + block.width % 3
+        body = _unit(c, planes, block, stride=stride, norm_groups=planes if block.extra > 3 else 0)
+        form = SHORTCUT_FORMS[block.extra % len(SHORTCUT_FORMS)]
+        return ShortcutA(body, planes, stride, form), planes, size // stride
     return None, c, size
+
+
+def random_model(
+    channels: int, size: int, layout: list[Block], head: str, seed: int
+) -> onnx.ModelProto:
+    """The exported network, BatchNorm statistics and affine parameters away from 0 and 1."""
+    torch.manual_seed(seed)
+    net = RandomNet(channels, size, layout, head, classes=3).eval()
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm3d):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.normal_()
+    return export_module(net, torch.randn(2, channels, size, size, size))
 
 
 blocks = st.builds(
@@ -198,15 +261,7 @@ blocks = st.builds(
 def test_random_architecture_prunes_exactly(
     channels: int, size: int, layout: list[Block], head: str, sparsity: float, seed: int
 ) -> None:
-    torch.manual_seed(seed)
-    net = RandomNet(channels, size, layout, head, classes=3).eval()
-    for module in net.modules():
-        if isinstance(module, nn.BatchNorm3d):
-            module.running_mean.normal_()
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.normal_()
-    model = export_module(net, torch.randn(2, channels, size, size, size))
+    model = random_model(channels, size, layout, head, seed)
     run = random_prune(model, sparsity, seed)
     assert run.error <= 1e-4
     assert run.macs_after <= run.macs_before

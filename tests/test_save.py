@@ -11,10 +11,10 @@ import pytest
 from builders import make_model, random_weights
 from onnx import helper, numpy_helper
 
-from ranp_onnx import runtime, save
 from ranp_onnx.errors import OutputExistsError, RanpError
-from ranp_onnx.load import load_model
-from ranp_onnx.save import check_output_path, save_model, write_text
+from ranp_onnx.ir import runtime, save
+from ranp_onnx.ir.load import load_model
+from ranp_onnx.ir.save import check_output_path, save_model, write_text
 
 WEIGHTS = random_weights(1, w=(8, 2, 3, 3, 3), b=(8,))
 
@@ -107,7 +107,7 @@ def test_output_that_exists_needs_force(tmp_path: Path) -> None:
     target.write_bytes(b"x")
     with pytest.raises(OutputExistsError) as raised:
         check_output_path(target, force=False)
-    assert str(raised.value) == f"{target} exists; pass --force to overwrite it"
+    assert str(raised.value) == f"{target} exists; pass `force` to overwrite it"
     assert raised.value.exit_code == 1
     assert check_output_path(target, force=True) == target
     assert target.read_bytes() == b"x"  # checking writes nothing

@@ -9,11 +9,11 @@ import torch
 from builders import export_module
 from torch import nn
 
-from ranp_onnx.analyse import analyse
-from ranp_onnx.channels import analyse_channels
-from ranp_onnx.data import Batch
-from ranp_onnx.losses import make_loss
-from ranp_onnx.score import accumulate_gradients
+from ranp_onnx.analysis.channels import analyse_channels
+from ranp_onnx.analysis.shapes import analyse
+from ranp_onnx.scoring.data import Batch
+from ranp_onnx.scoring.losses import make_loss
+from ranp_onnx.scoring.statistics import accumulate_gradients
 
 CLASSES = 3
 

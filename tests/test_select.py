@@ -7,9 +7,9 @@ import pytest
 from builders import make_model, random_weights
 from onnx import helper
 
-from ranp_onnx.analyse import analyse
-from ranp_onnx.channels import ChannelAnalysis, analyse_channels
-from ranp_onnx.select import apply_constraints, global_keep, per_group_keep
+from ranp_onnx.analysis.channels import ChannelAnalysis, analyse_channels
+from ranp_onnx.analysis.shapes import analyse
+from ranp_onnx.selection.constraints import apply_constraints, global_keep, per_group_keep
 
 
 def _chain(widths: tuple[int, ...], groups: tuple[int, ...] | None = None) -> ChannelAnalysis:

@@ -18,8 +18,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from builders import export_module
-from ranp_onnx.exporters.export import separate_shared_initializers
-from ranp_onnx.exporters.zoo import ZOO, build_model
 from torch_api_models import (
     ResidualNet3D,
     SEResNeXt3D,
@@ -31,8 +29,10 @@ from torch_graph_oracle import assert_close, onnxruntime_outputs
 
 import ranp_onnx
 from ranp_onnx import PruneOptions, to_onnx, to_torch
-from ranp_onnx.data import open_data
-from ranp_onnx.torch_graph import TorchGraph
+from ranp_onnx.ops.aliases import separate_aliases
+from ranp_onnx.scoring.data import open_data
+from ranp_onnx.scoring.evaluator import TorchGraph
+from ranp_onnx.zoo.registry import ZOO, build_model
 
 onnxruntime.set_default_logger_severity(3)
 
@@ -75,7 +75,7 @@ def exported(name: str) -> tuple[onnx.ModelProto, torch.nn.Module, torch.Tensor]
     module, x = network(name)
     dynamic = {"input": {0: "batch"}}
     model = export_module(module, x, input_names=["input"], dynamic_axes=dynamic)
-    return separate_shared_initializers(model), module, x
+    return separate_aliases(model), module, x
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:

@@ -8,6 +8,7 @@ initial weights (kept channels keep them unless re-initialised), torch's FlopCou
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,6 @@ import onnxruntime
 import pytest
 import torch
 import torch.nn.functional as F
-from ranp_onnx.exporters.zoo import ZOO, build_model
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 from torch_api_models import (
@@ -32,12 +32,13 @@ from torch_graph_oracle import assert_close, onnxruntime_outputs
 
 import ranp_onnx
 from ranp_onnx import PruneOptions, prune_module
-from ranp_onnx.data import Batch
 from ranp_onnx.errors import DataError, PlanError
-from ranp_onnx.torch_graph import TorchGraph
+from ranp_onnx.scoring.data import Batch
+from ranp_onnx.scoring.evaluator import TorchGraph
+from ranp_onnx.zoo.registry import ZOO, build_model
 
 onnxruntime.set_default_logger_severity(3)
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:ranp_onnx.score")
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:ranp_onnx.scoring.statistics")
 
 #: User networks: builder, input shape (batch 2), labels per voxel (True) or per sample.
 USER = {
@@ -105,6 +106,10 @@ def check_layers_agree_with_their_tensors(module: torch.nn.Module) -> None:
             assert (layer.out_features, layer.in_features) == tuple(layer.weight.shape)
         elif isinstance(layer, torch.nn.PReLU):
             assert layer.num_parameters == layer.weight.numel()
+        elif isinstance(layer, torch.nn.GroupNorm):
+            assert layer.num_channels % layer.num_groups == 0
+            if layer.weight is not None:
+                assert layer.num_channels == layer.weight.shape[0] == layer.bias.shape[0]
 
 
 @pytest.mark.parametrize("name", sorted(USER))
@@ -262,3 +267,26 @@ def test_user_errors() -> None:
     with pytest.raises(DataError, match="integer class indices"):
         prune_module(module, x, [(pairs[0][0], pairs[0][1].float())], sparsity=0.5)
     assert ranp_onnx.prune_module is prune_module
+
+
+def test_labels_outside_the_classes_are_a_data_error_and_the_module_is_untouched() -> None:
+    module, x, pairs = user_network("resnet")  # 5 classes, one label per sample
+    before = copy.deepcopy(module.state_dict())
+    bad = pairs[1][1].clone()
+    bad[1] = 5
+    expected = (
+        r"batch 2: labels has label {label} \(in samples 0 to 1\) outside \[0, 5\){ignore}; "
+        r"expected integer class indices of shape \(N,\) to match the output '\w+' \[N, 5\]"
+    )
+    with pytest.raises(DataError) as raised:
+        prune_module(module, x, [pairs[0], (pairs[1][0], bad)], sparsity=0.5)
+    assert re.fullmatch(expected.format(label=5, ignore=""), str(raised.value))
+    by_hand = Batch(inputs={"input": pairs[1][0].numpy()}, labels=bad.numpy())
+    with pytest.raises(DataError) as raised:
+        prune_module(module, x, [pairs[0], by_hand], sparsity=0.5, ignore_index=255)
+    ignore = " or the ignore index 255"
+    assert re.fullmatch(expected.format(label=5, ignore=ignore), str(raised.value))
+    assert all(torch.equal(module.state_dict()[k], v) for k, v in before.items())
+    bad[1] = 255  # the ignore index is no error
+    result = prune_module(module, x, [pairs[0], (pairs[1][0], bad)], sparsity=0.5, ignore_index=255)
+    assert result.in_place and result.validation is not None

@@ -29,7 +29,7 @@ from torch_graph_oracle import (
 )
 
 from ranp_onnx.errors import UnsupportedModelError
-from ranp_onnx.torch_graph import TorchGraph
+from ranp_onnx.scoring.evaluator import TorchGraph
 
 onnxruntime.set_default_logger_severity(3)
 

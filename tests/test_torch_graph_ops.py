@@ -320,3 +320,27 @@ def test_arg_extremes() -> None:
                     op_type, ["x"], ["y"], axis=-1, keepdims=keepdims, select_last_index=last
                 )
                 check_node(node, {"x": x})
+
+
+#: (equation, operand shapes): attention, matrix forms, a diagonal, sums within one operand,
+#: ellipses, implicit outputs (in alphabetical order), three operands, spaces.
+EINSUMS = [
+    ("blxd,blyd->blxy", [(2, 3, 4, 5), (2, 3, 6, 5)]),
+    ("bhxy,bhyd->bhxd", [(2, 3, 4, 6), (2, 3, 6, 5)]),
+    ("ij,jk", [(3, 4), (4, 5)]),
+    ("ii->i", [(4, 4)]),
+    ("ijk->ki", [(3, 4, 5)]),
+    ("abc,cd->a", [(2, 3, 4), (4, 5)]),
+    ("...ij,...jk->...ik", [(2, 3, 4, 5), (2, 3, 5, 6)]),
+    ("n...,n...->n...", [(2, 3, 4), (2, 3, 4)]),
+    ("cb,ba", [(2, 3), (3, 4)]),
+    ("ab,bc,cd->ad", [(2, 3), (3, 4), (4, 5)]),
+    ("nc, c -> nc", [(2, 3), (3,)]),
+]
+
+
+@pytest.mark.parametrize(("equation", "shapes"), EINSUMS, ids=[e for e, _ in EINSUMS])
+def test_einsum(equation: str, shapes: list[tuple[int, ...]]) -> None:
+    names = [f"x{i}" for i in range(len(shapes))]
+    inputs = {name: random(*shape, seed=i) for i, (name, shape) in enumerate(zip(names, shapes))}
+    check_node(helper.make_node("Einsum", names, ["y"], equation=equation), inputs)

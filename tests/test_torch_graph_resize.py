@@ -14,7 +14,7 @@ from onnx import helper
 from torch_graph_oracle import check_node, random, single_node_model
 
 from ranp_onnx.errors import UnsupportedModelError
-from ranp_onnx.torch_graph import TorchGraph
+from ranp_onnx.scoring.evaluator import TorchGraph
 
 onnxruntime.set_default_logger_severity(3)
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import onnxruntime
 import pytest
 import torch
-from ranp_onnx.exporters.export import to_onnx
-from ranp_onnx.exporters.zoo import ZOO, build_model
 from torch_graph_oracle import assert_close
 
-from ranp_onnx.torch_graph import TorchGraph
+from ranp_onnx.scoring.evaluator import TorchGraph
+from ranp_onnx.torch_api.export import export_module as to_onnx
+from ranp_onnx.zoo.registry import ZOO, build_model
 
 onnxruntime.set_default_logger_severity(3)
 

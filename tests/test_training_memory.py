@@ -7,20 +7,20 @@ import onnx
 import pytest
 import torch
 from builders import export_module
-from ranp_onnx.exporters import build_model, export_built
 
-from ranp_onnx.channels import analyse_channels, pruned_shapes
-from ranp_onnx.errors import InputShapeError, PlanError
-from ranp_onnx.rewrite import rewrite
-from ranp_onnx.training_loss import SCALARS
-from ranp_onnx.training_memory import (
+from ranp_onnx.analysis.channels import analyse_channels, pruned_shapes
+from ranp_onnx.analysis.training_memory import (
     TrainingSetup,
-    parse_size,
     predict_training_memory,
     training_graph,
 )
-from ranp_onnx.training_step import measure_graph_step
-from ranp_onnx.training_timeline import CATEGORIES
+from ranp_onnx.analysis.training_memory.loss import SCALARS
+from ranp_onnx.analysis.training_memory.timeline import CATEGORIES
+from ranp_onnx.errors import InputShapeError, PlanError
+from ranp_onnx.ir.units import parse_size
+from ranp_onnx.reporting.training_step import measure_graph_step
+from ranp_onnx.rewrite.surgery import rewrite
+from ranp_onnx.zoo import build_model, export_built
 
 SHAPE = (1, 16, 16, 16)
 #: The model's promise: within this fraction of the measured peak.

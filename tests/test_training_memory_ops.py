@@ -20,8 +20,8 @@ from builders import export_module
 from torch import nn
 
 from ranp_onnx import to_torch
-from ranp_onnx.losses import cross_entropy
-from ranp_onnx.training_memory import loss_input, predict_training_memory, training_graph
+from ranp_onnx.analysis.training_memory import loss_input, predict_training_memory, training_graph
+from ranp_onnx.scoring.losses import cross_entropy
 
 
 class Residual(nn.Module):

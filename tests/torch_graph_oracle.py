@@ -9,8 +9,8 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from ranp_onnx import runtime
-from ranp_onnx.torch_graph import TorchGraph
+from ranp_onnx.ir import runtime
+from ranp_onnx.scoring.evaluator import TorchGraph
 
 #: Largest difference allowed, relative to the largest magnitude of the expected output.
 TOLERANCE = 1e-4

@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, ClassVar
 
 from .base import Autocast, AutogradMemory, OpCost, OpRule, TrainingContext, numel, register
 from .coupling import broadcast_axis, pass_through
-from .evaluation import optional, required, scalar
+from .kernels.evaluation import optional, required, scalar
 
 if TYPE_CHECKING:
     import torch
 
-    from ..analyse import GraphAnalysis, NodeInfo
-    from ..channel_graph import ChannelGraph
-    from ..torch_graph import EvalContext
+    from ..ir.graph import GraphAnalysis, NodeInfo
+    from .channel_graph import ChannelGraph
+    from .contexts import EvalContext
 
 #: A torch implementation of a unary op: (input, node) -> output.
 UnaryFunction = Callable[["torch.Tensor", "NodeInfo"], "torch.Tensor"]
@@ -55,7 +55,7 @@ class ActivationRule(_Unary):
 
     The reference counter adds their outputs to its memory figure: they are ``nn.Module``
     calls in its models. A functional activation exports to the same ONNX node, so an
-    ONNX graph cannot tell the two apart (see I3D in the README).
+    ONNX graph cannot tell the two apart (see I3D in docs/results.md).
     """
 
     op_types: ClassVar[tuple[str, ...]] = (

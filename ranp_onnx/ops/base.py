@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
 
 import numpy as np
 
-from ..errors import UnsupportedModelError
+from ..errors import InternalError, UnsupportedModelError
+from ..ir.graph import numel as numel  # re-exported for the rule families
 
 if TYPE_CHECKING:
     import torch
 
-    from ..analyse import GraphAnalysis, NodeInfo
-    from ..channel_graph import ChannelGraph
-    from ..rewrite import RewriteContext
-    from ..torch_graph import EvalContext
+    from ..ir.graph import GraphAnalysis, NodeInfo
+    from .channel_graph import ChannelGraph
+    from .contexts import EvalContext, RewriteContext
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,8 @@ class OpRule:
             layer's parameter). None for every other op.
         autocast: How the op runs under autocast, by device type ("cpu", "cuda"; see
             :data:`Autocast`). Defaults to no entry: in the type of its first input.
+        is_convolution: True for Conv and ConvTranspose, the ops that make a model a
+            convolutional network ranp-onnx prunes.
     """
 
     op_types: ClassVar[tuple[str, ...]] = ()
@@ -168,6 +170,18 @@ class OpRule:
     buffer_inputs: ClassVar[tuple[int, ...]] = ()
     parameter_view: ClassVar[Literal["view", "alias"] | None] = None
     autocast: ClassVar[Mapping[str, Autocast]] = {}
+    is_convolution: ClassVar[bool] = False
+
+    @property
+    def weight_input(self) -> int | None:
+        """The input position of the weight whose output channels are neurons, or None.
+
+        From :attr:`initializer_roles` (the input whose role is "weight"): Conv,
+        ConvTranspose, Gemm and MatMul have one.
+        """
+        return next(
+            (slot for slot, role in self.initializer_roles.items() if role == "weight"), None
+        )
 
     def parameter_slots(self, node: NodeInfo, graph: GraphAnalysis) -> tuple[int, ...]:
         """Return the input positions that hold this node's learnable parameters.
@@ -227,6 +241,40 @@ class OpRule:
         sliced copy of the chain's output, so parameter names survive pruning.
         """
         return None
+
+    def output_shapes(
+        self, node: NodeInfo, shapes: Sequence[tuple[int, ...] | None]
+    ) -> list[tuple[int, ...]] | None:
+        """Output shapes for an op whose ONNX schema infers none, else None (the default).
+
+        ONNX infers no shapes for some function ops (GroupNormalization); rules answer for
+        them from the input shapes (None where unknown). The outputs get input 0's element
+        type.
+        """
+        return None
+
+    def follows_channels(self, node: NodeInfo, graph: GraphAnalysis, axis: int) -> bool:
+        """Whether :meth:`regenerate` can give output ``axis`` of this static node its length.
+
+        Asked of the producer of a static tensor that is computed from activation shapes
+        and sliced with channels (``torch.zeros(x.size(0), k, ...)`` concatenated to a
+        residual stream): such a tensor stays computed, so the pruned model still takes
+        every input shape the original took. The default is False.
+        """
+        return False
+
+    def regenerate(
+        self, node: NodeInfo, graph: GraphAnalysis, context: RewriteContext, axis: int
+    ) -> None:
+        """Make output ``axis`` come out at its pruned length, ``context.new_size(output, axis)``.
+
+        Called for every axis :meth:`follows_channels` accepted, whether or not it lost
+        channels (the computation may read the shape of an activation that did).
+
+        Raises:
+            InternalError: The rule accepted an axis it cannot regenerate.
+        """
+        raise InternalError(f"node '{node.name}': op '{node.op_type}' regenerates nothing")
 
     def shape_value(self, node: NodeInfo, shape: tuple[int, ...]) -> np.ndarray | None:
         """For ops whose output depends only on their input's shape (Shape, Size): the output.
@@ -306,8 +354,3 @@ def registered_rules() -> list[tuple[str, str, OpRule]]:
 
 def _canonical_domain(domain: str) -> str:
     return "" if domain in ("", "ai.onnx") else domain
-
-
-def numel(shape: tuple[int, ...]) -> int:
-    """Return the number of elements of ``shape`` as a Python int."""
-    return int(np.prod(shape, dtype=np.int64)) if shape else 1

@@ -19,15 +19,14 @@ from .base import (
     register,
 )
 from .conv_memory import convolution_memory
-from .evaluation import optional, required, torch_pads, window_pads
+from .kernels.evaluation import optional, required, torch_pads, window_pads
 
 if TYPE_CHECKING:
     import torch
 
-    from ..analyse import GraphAnalysis, NodeInfo
-    from ..channel_graph import ChannelGraph
-    from ..rewrite import RewriteContext
-    from ..torch_graph import EvalContext
+    from ..ir.graph import GraphAnalysis, NodeInfo
+    from .channel_graph import ChannelGraph
+    from .contexts import EvalContext, RewriteContext
 
 
 def _has_bias(node: NodeInfo) -> bool:
@@ -91,6 +90,7 @@ class _Convolution(OpRule):
     masked_inputs = ((0, 1),)
     bias_input = 2
     initializer_roles: ClassVar[dict[int, str]] = {1: "weight", 2: "bias"}
+    is_convolution = True
     rows_index: ClassVar[str] = "output"
     autocast = EVERYWHERE
 

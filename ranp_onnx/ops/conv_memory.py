@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from .base import AutogradMemory, TrainingContext, numel
 
 if TYPE_CHECKING:
-    from ..analyse import GraphAnalysis, NodeInfo
+    from ..ir.graph import GraphAnalysis, NodeInfo
 
 _SLOW = frozenset(
     {"Slow2d", "Slow3d", "SlowDilated2d", "SlowDilated3d", "SlowTranspose2d", "SlowTranspose3d"}
@@ -199,7 +199,7 @@ def _columns(node: NodeInfo, graph: GraphAnalysis, transposed: bool) -> int:
 
 def _explicit_padding_bytes(node: NodeInfo, graph: GraphAnalysis, context: TrainingContext) -> int:
     """Bytes of the padded copy ``evaluate`` makes when the pads are not symmetric."""
-    from .evaluation import window_pads
+    from .kernels.evaluation import window_pads
 
     x_shape = graph.shape(node.inputs[0])
     spatial = len(x_shape) - 2

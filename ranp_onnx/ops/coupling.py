@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..analyse import GraphAnalysis, NodeInfo
-    from ..channel_graph import ChannelGraph, Space
+    from ..ir.graph import GraphAnalysis, NodeInfo
+    from .channel_graph import ChannelGraph, Space
 
 #: The channel axis of an activation: axis 1 of [N, C, ...] and of [N, F].
 CHANNEL_AXIS = 1
@@ -104,13 +104,38 @@ def per_channel(
 
 
 def depends_on_shapes(graph: GraphAnalysis, name: str) -> bool:
-    """Return True if static tensor ``name`` is computed from a Shape or Size node.
+    """Return True if static tensor ``name`` is computed from the shape of an activation.
 
     Such a tensor adapts by itself when channels are pruned (``x.view(x.size(0), -1)``);
-    a stored constant (``[1, 2048]``) has to be patched.
+    a stored constant (``[1, 2048]``) has to be patched. The shape of a constant is a
+    constant too (torch's exporter measures the length of ``F.pad``'s list that way).
+    """
+    return bool(shape_sources(graph, name))
+
+
+def shape_sources(graph: GraphAnalysis, name: str) -> list[str]:
+    """The activations whose shapes static tensor ``name`` is computed from (Shape, Size).
+
+    Walks the static sub-graph above ``name`` only: a Shape node's input is a source when
+    it is an activation, and its own ancestors do not matter.
     """
     from .base import rule_for
 
-    producers = (graph.producer(tensor) for tensor in graph.ancestors(name))
-    rules = (rule_for(p.op_type, p.domain) for p in producers if p is not None)
-    return any(rule is not None and rule.reads_shape for rule in rules)
+    pending, seen, sources = [name], set(), set()
+    while pending:
+        tensor = pending.pop()
+        info = graph.tensors.get(tensor)
+        if not tensor or tensor in seen or info is None or not info.static:
+            continue
+        seen.add(tensor)
+        producer = graph.producer(tensor)
+        if producer is None:
+            continue
+        rule = rule_for(producer.op_type, producer.domain)
+        if rule is not None and rule.reads_shape:
+            source = graph.tensors.get(producer.inputs[0]) if producer.inputs else None
+            if source is not None and not source.static:
+                sources.add(source.name)
+            continue
+        pending.extend(producer.inputs)
+    return sorted(sources)

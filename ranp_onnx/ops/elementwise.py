@@ -21,9 +21,9 @@ from .coupling import broadcast
 if TYPE_CHECKING:
     import torch
 
-    from ..analyse import GraphAnalysis, NodeInfo
-    from ..channel_graph import ChannelGraph
-    from ..torch_graph import EvalContext
+    from ..ir.graph import GraphAnalysis, NodeInfo
+    from .channel_graph import ChannelGraph
+    from .contexts import EvalContext
 
 #: A torch implementation of a binary op, applied left to right over variadic operands.
 BinaryFunction = Callable[["torch.Tensor", "torch.Tensor", "NodeInfo"], "torch.Tensor"]

@@ -18,14 +18,14 @@ from .base import (
     register,
 )
 from .coupling import broadcast_axis
-from .evaluation import optional, required
+from .kernels.evaluation import optional, required
 
 if TYPE_CHECKING:
     import torch
 
-    from ..analyse import GraphAnalysis, NodeInfo
-    from ..channel_graph import ChannelGraph
-    from ..torch_graph import EvalContext
+    from ..ir.graph import GraphAnalysis, NodeInfo
+    from .channel_graph import ChannelGraph
+    from .contexts import EvalContext
 
 
 class _Product(OpRule):

@@ -17,15 +17,14 @@ from .base import (
     register,
 )
 from .coupling import pass_through, per_channel
-from .evaluation import float_attribute, normalize_axis, optional, required
+from .kernels.evaluation import float_attribute, normalize_axis, optional, required
 
 if TYPE_CHECKING:
     import torch
 
-    from ..analyse import GraphAnalysis, NodeInfo
-    from ..channel_graph import ChannelGraph
-    from ..rewrite import RewriteContext
-    from ..torch_graph import EvalContext
+    from ..ir.graph import GraphAnalysis, NodeInfo
+    from .channel_graph import ChannelGraph
+    from .contexts import EvalContext, RewriteContext
 
 #: Standard FLOPs per element of a normalisation that computes its statistics at run time:
 #: mean (1), variance (3), normalise (2), affine (2).
@@ -150,18 +149,34 @@ class BatchNormalizationRule(_Normalization):
         return [y, mean, var, x.detach().mean(dim=axes), saved_var]
 
 
+class OneValuePerChannelError(DataError):
+    """Batch statistics over one value per channel: undefined (torch refuses them too).
+
+    The scorer, which knows whether a larger batch would run, words its own advice.
+
+    Attributes:
+        node: The BatchNormalization node's name.
+        shape: Its input's shape.
+    """
+
+    def __init__(self, node: str, shape: tuple[int, ...]) -> None:
+        super().__init__(
+            f"node '{node}' (BatchNormalization) sees one value per channel (input "
+            f"{list(shape)}): batch statistics are undefined; score with `batch_size` 2 or "
+            "more, a larger input, or `batchnorm` running"
+        )
+        self.node = node
+        self.shape = shape
+
+
 def _check_batch_statistics(node: NodeInfo, x: torch.Tensor) -> None:
-    """Refuse batch statistics over one value per channel (torch refuses them too).
+    """Refuse batch statistics over one value per channel.
 
     Raises:
-        DataError: Batch and spatial size multiply to 1; the message says what to change.
+        OneValuePerChannelError: Batch and spatial size multiply to 1.
     """
     if x.dim() > 1 and x.numel() == x.shape[1]:
-        raise DataError(
-            f"node '{node.name}' (BatchNormalization) sees one value per channel "
-            f"(input {list(x.shape)}): batch statistics are undefined; score with "
-            "--batch-size 2 or more, a larger input, or --batchnorm running"
-        )
+        raise OneValuePerChannelError(node.name, tuple(int(d) for d in x.shape))
 
 
 @register
@@ -199,7 +214,7 @@ class InstanceNormalizationRule(_Normalization):
 
 @register
 class GroupNormalizationRule(_Normalization):
-    """GroupNormalization: statistics per sample and channel group."""
+    """GroupNormalization: statistics per sample and channel group; pruned in whole groups."""
 
     op_types = ("GroupNormalization",)
     autocast: ClassVar[Mapping[str, Autocast]] = {"cuda": "float32"}
@@ -224,6 +239,12 @@ class GroupNormalizationRule(_Normalization):
             bias = bias.repeat_interleave(channels // groups)
         return [F.group_norm(x, groups, scale, bias, epsilon)]
 
+    def output_shapes(
+        self, node: NodeInfo, shapes: Sequence[tuple[int, ...] | None]
+    ) -> list[tuple[int, ...]] | None:
+        """The input's shape (ONNX has no shape inference for this function op)."""
+        return [shapes[0]] if shapes and shapes[0] is not None else None
+
     def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
         """Channels are pruned in whole normalisation groups.
 
@@ -238,6 +259,12 @@ class GroupNormalizationRule(_Normalization):
         groups = int(node.attribute("num_groups"))
         group_space = channels.space(f"{node.name}#groups", 0, size=groups)
         channels.tie_blocks(y_space, group_space, y_space.size // groups)
+        if y_space.size > groups:
+            channels.note(
+                y_space,
+                f"'{node.name}' normalises {groups} groups of {y_space.size // groups} "
+                "channels: they are pruned in whole groups",
+            )
         for slot in (1, 2):
             size = graph.shape(node.inputs[slot])[0]
             target = group_space if size == groups and size != y_space.size else y_space
@@ -286,17 +313,20 @@ class LayerNormalizationRule(_Normalization):
         variance = x.var(dim=axes, unbiased=False, keepdim=True)
         return [y, mean, torch.rsqrt(variance + epsilon)]
 
+    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
+        """Normalising over the channel axis mixes channels; over trailing axes it does not.
+
+        The scale and bias span the normalised (trailing) axes, so they are never sliced.
+        """
+        rank = len(graph.shape(node.inputs[0]))
+        if int(node.attribute("axis", -1)) % rank <= 1:
+            channels.block_node(node, "LayerNormalization over the channel axis")
+            return
+        pass_through(node, graph, channels)
+
 
 def _graph_training(node: NodeInfo, opset: int) -> bool:
     """Return True if the graph asks this BatchNormalization for batch statistics."""
     if opset >= 14:
         return bool(node.attribute("training_mode", 0))
     return any(node.outputs[1:])
-
-    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
-        """Normalising over the channel axis mixes channels; over trailing axes it does not."""
-        rank = len(graph.shape(node.inputs[0]))
-        if int(node.attribute("axis", -1)) % rank <= 1:
-            channels.block_node(node, "LayerNormalization over the channel axis")
-            return
-        pass_through(node, graph, channels)

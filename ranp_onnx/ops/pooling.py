@@ -17,15 +17,15 @@ from .base import (
 )
 from .conv import check_window_fits
 from .coupling import pass_through
-from .evaluation import required
-from .windows import Window, average_pool, lp_pool, max_pool
+from .kernels.evaluation import required
+from .kernels.windows import Window, average_pool, lp_pool, max_pool
 
 if TYPE_CHECKING:
     import torch
 
-    from ..analyse import GraphAnalysis, NodeInfo
-    from ..channel_graph import ChannelGraph
-    from ..torch_graph import EvalContext
+    from ..ir.graph import GraphAnalysis, NodeInfo
+    from .channel_graph import ChannelGraph
+    from .contexts import EvalContext
 
 
 class _Pool(OpRule):

@@ -7,20 +7,20 @@ from typing import TYPE_CHECKING
 
 from .base import AutogradMemory, OpRule, TrainingContext, numel, register
 from .coupling import broadcast_axis, depends_on_shapes, pass_through
-from .evaluation import axes_operand, ints, normalize_axis, required
+from .kernels.evaluation import axes_operand, ints, normalize_axis, required
+from .shape import concatenated_piece
 
 if TYPE_CHECKING:
     import torch
 
-    from ..analyse import GraphAnalysis, NodeInfo
-    from ..channel_graph import ChannelGraph
-    from ..rewrite import RewriteContext
-    from ..torch_graph import EvalContext
+    from ..ir.graph import GraphAnalysis, NodeInfo
+    from .channel_graph import ChannelGraph
+    from .contexts import EvalContext, RewriteContext
 
 
 @register
 class ReshapeRule(OpRule):
-    """Reshape: a flatten into features, or a shape change that keeps the channel axis."""
+    """Reshape: a flatten into features, channels folded into groups, or channels kept."""
 
     op_types = ("Reshape",)
     parameter_view = "view"
@@ -39,25 +39,34 @@ class ReshapeRule(OpRule):
         return [x.reshape(target)]
 
     def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
-        """Flatten into [N, C*S] (S features per channel), keep [N, C] in front, or block.
+        """Channels map to contiguous blocks of the output's axis 1, or share its entries.
 
-        Any other reshape mixes channels (a channel shuffle's [N, G, C/G, ...], say).
+        With the batch axis unchanged, row-major order keeps each channel's values together:
+        [N, C, S] -> [N, C*m, S/m] gives channel c the entries [c*m, (c+1)*m) of axis 1 (a
+        flatten into [N, C*S] features, say); [N, C, S] -> [N, C/k, k*S] puts channels
+        [g*k, (g+1)*k) in entry g (GroupNorm's [N, G, -1]), and those k channels are pruned
+        together. Any other reshape mixes channels (a channel shuffle's [N, G, C/G, ...] is
+        this second kind, and its Transpose keeps the channels whole).
         """
         x, y = node.inputs[0], node.outputs[0]
         before, after = graph.shape(x), graph.shape(y)
-        if (
-            len(before) >= 2
-            and len(after) == 2
-            and after[0] == before[0]
-            and after[1] == numel(before[1:])
-        ):
-            x_space, y_space = channels.space(x, 1), channels.space(y, 1)
-            channels.member(node, x_space, y_space)
-            channels.tie_blocks(y_space, x_space, numel(before[2:]))
-        elif len(before) >= 2 and len(after) >= 2 and before[:2] == after[:2]:
-            pass_through(node, graph, channels)
-        else:
+        fold = channel_fold(before, after)
+        if fold is None:
             channels.block_node(node, f"Reshape {list(before)} -> {list(after)} mixes channels")
+            return
+        factor, input_finer = fold
+        x_space, y_space = channels.space(x, 1), channels.space(y, 1)
+        channels.member(node, x_space, y_space)
+        if not input_finer:
+            channels.tie_blocks(y_space, x_space, factor)
+            return
+        channels.tie_blocks(x_space, y_space, factor)
+        if factor > 1:
+            channels.note(
+                x_space,
+                f"'{node.name}' folds the {before[1]} channels of '{x}' into {after[1]} groups "
+                f"of {factor}: they are pruned in whole groups",
+            )
 
     def rewrite(self, node: NodeInfo, graph: GraphAnalysis, context: RewriteContext) -> None:
         """A hard-coded target shape gets the new channel (or feature) count.
@@ -77,25 +86,44 @@ class ReshapeRule(OpRule):
         _patch_concatenated_target(graph, context, shape_name, 1, new_size)
 
 
+def channel_fold(before: tuple[int, ...], after: tuple[int, ...]) -> tuple[int, bool] | None:
+    """How a reshape maps axis 1 of ``before`` to axis 1 of ``after``, if it keeps channels.
+
+    Returns (factor, input_finer): every ``factor`` consecutive entries of the finer side's
+    axis 1 make one entry of the coarser side's; None if the batch axis changes, axis 1 of
+    one side is not a multiple of the other's, the trailing axes do not make up for it, or
+    all channels fold into one entry.
+    """
+    if len(before) < 2 or len(after) < 2 or before[0] != after[0]:
+        return None
+    rest_before, rest_after = numel(before[2:]), numel(after[2:])
+    if after[1] % before[1] == 0:
+        factor = after[1] // before[1]
+        return (factor, False) if rest_before == factor * rest_after else None
+    if before[1] % after[1] == 0 and after[1] > 1:
+        factor = before[1] // after[1]
+        return (factor, True) if rest_after == factor * rest_before else None
+    return None
+
+
 def _patch_concatenated_target(
     graph: GraphAnalysis, context: RewriteContext, target: str, index: int, size: int
 ) -> None:
-    """Set entry ``index`` of a target shape built by Concat, if a constant piece holds it."""
-    producer = graph.producer(target)
-    if producer is None or producer.op_type != "Concat":
-        return  # computed from shapes as a whole: it follows the pruned input
-    offset = 0
-    for position, piece in enumerate(producer.inputs):
-        length = numel(graph.shape(piece))
-        if offset <= index < offset + length:
-            if depends_on_shapes(graph, piece):
-                return
-            value = context.value(piece).reshape(-1).copy()
-            if value[index - offset] > 0:
-                value[index - offset] = size
-                context.replace_input(producer, position, value)
-            return
-        offset += length
+    """Set entry ``index`` of a target shape built by Concat, if a constant piece holds it.
+
+    A target computed from shapes as a whole, or a computed piece, follows the pruned input.
+    """
+    found = concatenated_piece(graph, target, index)
+    if found is None:
+        return
+    producer, position, inside = found
+    piece = producer.inputs[position]
+    if depends_on_shapes(graph, piece):
+        return
+    value = context.value(piece).reshape(-1).copy()
+    if value[inside] > 0:
+        value[inside] = size
+        context.replace_input(producer, position, value)
 
 
 @register

@@ -7,16 +7,15 @@ from typing import TYPE_CHECKING
 
 from .base import AutogradMemory, OpCost, OpRule, TrainingContext, numel, register
 from .coupling import depends_on_shapes, pass_through
-from .evaluation import required
-from .interpolation import ResizeMode, resize
+from .kernels.evaluation import required
+from .kernels.interpolation import ResizeMode, resize
 
 if TYPE_CHECKING:
     import torch
 
-    from ..analyse import GraphAnalysis, NodeInfo
-    from ..channel_graph import ChannelGraph
-    from ..rewrite import RewriteContext
-    from ..torch_graph import EvalContext
+    from ..ir.graph import GraphAnalysis, NodeInfo
+    from .channel_graph import ChannelGraph
+    from .contexts import EvalContext, RewriteContext
 
 
 @register

@@ -7,14 +7,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .base import OpRule, register
-from .evaluation import ints, normalize_axis, required, scalar, to_tensor
+from ..errors import InternalError
+from .base import OpRule, numel, register
+from .coupling import depends_on_shapes
+from .kernels.evaluation import ints, normalize_axis, required, scalar, to_tensor
 
 if TYPE_CHECKING:
     import torch
 
-    from ..analyse import NodeInfo
-    from ..torch_graph import EvalContext
+    from ..ir.graph import GraphAnalysis, NodeInfo
+    from .contexts import EvalContext, RewriteContext
 
 
 @register
@@ -47,9 +49,9 @@ class ShapeRule(OpRule):
 
 @register
 class ConstantRule(OpRule):
-    """Constant / ConstantOfShape / Range: produce constants."""
+    """Constant / Range: produce constants."""
 
-    op_types = ("Constant", "ConstantOfShape", "Range")
+    op_types = ("Constant", "Range")
 
     def evaluation_problem(self, node: NodeInfo, opset: int) -> str | None:
         """String and sparse constants have no torch form."""
@@ -60,25 +62,104 @@ class ConstantRule(OpRule):
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
     ) -> Sequence[torch.Tensor]:
-        """The constant attribute, a filled tensor, or ``torch.arange``."""
+        """The constant attribute, or ``torch.arange``."""
         import torch
 
         if node.op_type == "Constant":
             key = next(k for k in _CONSTANT_KINDS if k in node.attributes)
             value = np.asarray(node.attributes[key], dtype=_CONSTANT_KINDS[key])
             return [to_tensor(value, context.device, node)]
-        if node.op_type == "ConstantOfShape":
-            fill = node.attribute("value")
-            fill = np.zeros(1, np.float32) if fill is None else np.asarray(fill).reshape(-1)
-            dtype = to_tensor(fill, torch.device("cpu"), node).dtype
-            shape = ints(required(inputs, 0))
-            return [torch.full(shape, fill[0].item(), dtype=dtype, device=context.device)]
         start, limit, delta = (required(inputs, i) for i in range(3))
         return [
             torch.arange(
                 scalar(start), scalar(limit), scalar(delta), dtype=start.dtype, device=start.device
             )
         ]
+
+
+@register
+class ConstantOfShapeRule(OpRule):
+    """ConstantOfShape: one value in a given shape (``torch.zeros(n, k, d, h, w)``).
+
+    Where the shape is computed from the input's (the zeros of a type-A shortcut, at any
+    batch size) and the output is sliced with channels, the shape's channel entry becomes
+    the kept count, so the pruned model still takes every batch size.
+    """
+
+    op_types = ("ConstantOfShape",)
+
+    def evaluate(
+        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
+    ) -> Sequence[torch.Tensor]:
+        """``torch.full`` of the ``value`` attribute (a float 0 by default)."""
+        import torch
+
+        fill = node.attribute("value")
+        fill = np.zeros(1, np.float32) if fill is None else np.asarray(fill).reshape(-1)
+        dtype = to_tensor(fill, torch.device("cpu"), node).dtype
+        shape = ints(required(inputs, 0))
+        return [torch.full(shape, fill[0].item(), dtype=dtype, device=context.device)]
+
+    def follows_channels(self, node: NodeInfo, graph: GraphAnalysis, axis: int) -> bool:
+        """True if entry ``axis`` of the shape can be set alone (see :func:`_shape_entry`)."""
+        return _shape_entry(node, graph, axis) is not None
+
+    def regenerate(
+        self, node: NodeInfo, graph: GraphAnalysis, context: RewriteContext, axis: int
+    ) -> None:
+        """The shape's entry ``axis`` becomes the output's pruned length, a constant."""
+        entry = _shape_entry(node, graph, axis)
+        if entry is None:
+            raise InternalError(f"node '{node.name}': shape entry {axis} cannot be set")
+        owner, position, index = entry
+        replaced = context.inputs.get((owner.name, position))
+        piece = replaced[1] if replaced else context.value(owner.inputs[position])
+        value = piece.reshape(-1).copy()
+        value[index] = context.new_size(node.outputs[0], axis)
+        context.replace_input(owner, position, value)
+
+
+def _shape_entry(
+    node: NodeInfo, graph: GraphAnalysis, axis: int
+) -> tuple[NodeInfo, int, int] | None:
+    """Where entry ``axis`` of a ConstantOfShape's computed shape can be set alone.
+
+    The shape must be a Concat that only this node reads, and the entry's piece either
+    one entry long (its value, such as ``planes - x.size(1)``, is replaced by the pruned
+    length) or a constant. Returns (the Concat, the piece's position, the entry's index in
+    the piece), or None.
+    """
+    shape = node.inputs[0]
+    if len(graph.consumers(shape)) != 1:
+        return None
+    found = concatenated_piece(graph, shape, axis)
+    if found is None:
+        return None
+    concat, position, _ = found
+    piece = concat.inputs[position]
+    if numel(graph.shape(piece)) == 1 or not depends_on_shapes(graph, piece):
+        return found
+    return None
+
+
+def concatenated_piece(
+    graph: GraphAnalysis, target: str, index: int
+) -> tuple[NodeInfo, int, int] | None:
+    """The input of the Concat that built 1-D ``target`` which holds entry ``index``.
+
+    Returns (the Concat node, the input's position, the entry's index inside it), or None
+    if ``target`` is not built by a Concat.
+    """
+    producer = graph.producer(target)
+    if producer is None or producer.op_type != "Concat":
+        return None
+    offset = 0
+    for position, piece in enumerate(producer.inputs):
+        length = numel(graph.shape(piece))
+        if offset <= index < offset + length:
+            return producer, position, index - offset
+        offset += length
+    return None
 
 
 @register

@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, ClassVar
 
 from .base import Autocast, AutogradMemory, OpCost, OpRule, TrainingContext, numel, register
 from .coupling import pass_through
-from .evaluation import axes_operand, normalize_axis, required
+from .kernels.evaluation import axes_operand, normalize_axis, required
 
 if TYPE_CHECKING:
     import torch
 
-    from ..analyse import GraphAnalysis, NodeInfo
-    from ..channel_graph import ChannelGraph
-    from ..torch_graph import EvalContext
+    from ..ir.graph import GraphAnalysis, NodeInfo
+    from .channel_graph import ChannelGraph
+    from .contexts import EvalContext
 
 #: A torch reduction: (input, sorted axes, keepdims) -> output.
 Reduction = Callable[["torch.Tensor", list[int], bool], "torch.Tensor"]

@@ -1,4 +1,4 @@
-"""Ops that pass, join or cut channels (Concat, Split, Slice, Pad, ...); no FLOPs."""
+"""Ops that pass, join or cut channels (Concat, Split, Slice, ...); no FLOPs."""
 
 from __future__ import annotations
 
@@ -9,16 +9,15 @@ import numpy as np
 
 from .base import Autocast, AutogradMemory, OpCost, OpRule, TrainingContext, register
 from .coupling import depends_on_shapes, pass_through
-from .evaluation import ints, normalize_axis, optional, required, scalar, torch_dtype
-from .slicing import pad_tensor, slice_tensor, split_sizes
+from .kernels.evaluation import ints, normalize_axis, optional, required, scalar, torch_dtype
+from .kernels.slicing import slice_tensor, split_sizes
 
 if TYPE_CHECKING:
     import torch
 
-    from ..analyse import GraphAnalysis, NodeInfo
-    from ..channel_graph import ChannelGraph
-    from ..rewrite import RewriteContext
-    from ..torch_graph import EvalContext
+    from ..ir.graph import GraphAnalysis, NodeInfo
+    from .channel_graph import ChannelGraph
+    from .contexts import EvalContext, RewriteContext
 
 
 @register
@@ -45,7 +44,11 @@ class ConcatRule(OpRule):
         return [torch.cat(tensors, dim=axis)]
 
     def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
-        """On the channel axis input i's channel c is output channel offset_i + c."""
+        """On the channel axis input i's channel c is output channel offset_i + c.
+
+        A constant part (the zeros a type-A shortcut appends to the identity) is sliced
+        with the channels it is tied to downstream; it is no layer's output.
+        """
         y = node.outputs[0]
         rank = len(graph.shape(y))
         if rank < 2:
@@ -61,7 +64,25 @@ class ConcatRule(OpRule):
             part = channels.space(name, 1)
             channels.member(node, part)
             channels.tie(part, y_space, b_start=offset)
+            if graph.tensors[name].static:
+                channels.note(
+                    y_space,
+                    f"'{node.name}' concatenates the constant '{name}' as channels "
+                    f"{offset}-{offset + part.size - 1} of '{y}': no layer upstream computes "
+                    "them, they are pruned with the layers they meet",
+                    start=offset,
+                    count=part.size,
+                )
             offset += part.size
+
+    def rewrite(self, node: NodeInfo, graph: GraphAnalysis, context: RewriteContext) -> None:
+        """A constant part that lost every channel is dropped (no empty tensor is left)."""
+        rank = len(graph.shape(node.outputs[0]))
+        if int(node.attribute("axis")) % rank != 1:
+            return
+        for position, name in enumerate(node.inputs):
+            if graph.tensors[name].static and context.new_size(name) == 0:
+                context.remove_input(node, position)
 
 
 @register
@@ -183,38 +204,6 @@ class SliceRule(OpRule):
         new_start = int(np.count_nonzero(kept_in < start)) if kept_in is not None else start
         new_end = new_start + context.new_size(node.outputs[0])
         set_slice_bounds(node, graph, context, new_start, new_end)
-
-
-@register
-class PadRule(OpRule):
-    """Pad: spatial padding passes channels through; padding the channel axis mixes them."""
-
-    op_types = ("Pad",)
-
-    def evaluate(
-        self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
-    ) -> Sequence[torch.Tensor]:
-        """Constant padding with ``F.pad``; reflect, edge and wrap by index mapping."""
-        x = required(inputs, 0)
-        mode = str(node.attribute("mode", "constant"))
-        if context.opset < 11:
-            pads = [int(p) for p in node.attribute("pads", node.attribute("paddings", []))]
-            value: float | int | bool = float(node.attribute("value", 0.0))
-            axes = None
-        else:
-            pads = ints(required(inputs, 1))
-            constant = optional(inputs, 2)
-            value = scalar(constant) if constant is not None and constant.numel() else 0
-            axes = ints(optional(inputs, 3)) or None
-        return [pad_tensor(x, pads, axes, mode, value)]
-
-    def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
-        """Spatial padding passes channels through; padding the channel axis does not."""
-        x, y = node.inputs[0], node.outputs[0]
-        if graph.shape(x)[1:2] != graph.shape(y)[1:2]:
-            channels.block_node(node, "Pad of the channel axis")
-            return
-        pass_through(node, graph, channels)
 
 
 class _Copy(OpRule):

@@ -1,0 +1,1 @@
+"""Torch kernels the op rules share: attributes, padding, windows, interpolation, slices."""
