@@ -1,11 +1,12 @@
 """(g) The training-memory model against real torch training steps, and what pruning buys.
 
 This module: for each network (the zoo's six, MONAI's eight of ``tests/test_third_party.py``),
-full and pruned with RANP-f at 0.5 and 0.9, at two batch sizes, with SGD and Adam, the
-peak :func:`ranp_onnx.training_memory.predict_training_memory` predicts against the peak
-:func:`ranp_onnx.training_step.measure_training_step` measures for the ``to_torch`` module
-(and for the original torch module, where there is one, full models only). On CPU the
-truth is torch's allocator (profiler memory events); on CUDA ``max_memory_allocated``.
+full and pruned with RANP-f at 0.5 and 0.9, at two batch sizes, with SGD and Adam, the peak
+:func:`ranp_onnx.analysis.training_memory.predict_training_memory` predicts against the
+peak :func:`ranp_onnx.reporting.training_step.measure_training_step` measures for the
+``to_torch`` module (and for the original torch module, where there is one, full models
+only). On CPU the truth is torch's allocator (profiler memory events); on CUDA
+``max_memory_allocated``.
 
 The payoff and the section's entry points are in :mod:`benchmarks.training_payoff`.
 """
@@ -28,12 +29,10 @@ from ranp_onnx.analysis.training_memory import (
 )
 from ranp_onnx.errors import PlanError, RanpError
 from ranp_onnx.ir.graph import GraphAnalysis
+from ranp_onnx.ir.units import MB
 from ranp_onnx.pipeline import PruneOptions, PruneResult, prune_scored, score_model
 from ranp_onnx.reporting.training_step import measure_graph_step, measure_training_step
 from ranp_onnx.scoring.data import Batch
-
-MB = float(1 << 20)
-GB = float(1 << 30)
 
 
 @dataclass(frozen=True)
@@ -257,7 +256,7 @@ def ratio_lines(result: dict[str, Any]) -> list[str]:
     lines = [
         "## (g) Training memory: the model against real steps, and the payoff",
         "",
-        "Predicted: `ranp-onnx report MODEL --training` (`ranp_onnx.training_memory`). "
+        "Predicted: `ranp-onnx report MODEL --training` (`ranp_onnx.analysis.training_memory`). "
         "Measured: one training step of `to_torch(model)` (the second; forward to the logits, "
         "cross-entropy, backward, optimizer step) from torch's allocator "
         f"({'max_memory_allocated' if result['device'] == 'cuda' else 'profiler memory events'}"

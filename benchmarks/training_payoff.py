@@ -22,11 +22,10 @@ from ranp_onnx.analysis.training_memory import (
     predict_training_memory,
     training_graph,
 )
+from ranp_onnx.ir.units import GB
 from ranp_onnx.pipeline import PruneOptions, apply_plan
 
 from .training import compare_step, pruned_models, ratio_lines, run_ratios
-
-GB = float(1 << 30)
 
 
 def largest_batch(
