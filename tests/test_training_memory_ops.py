@@ -61,6 +61,21 @@ class Trilinear(nn.Module):
         return self.c(F.interpolate(self.a(x), scale_factor=2, mode="trilinear"))
 
 
+class Attention(nn.Module):
+    """Two Einsum nodes: voxel-to-voxel affinities, then the values they weigh."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.k, self.v = (nn.Conv3d(1, 4, 3, padding=1, stride=2) for _ in range(3))
+        self.c = nn.Conv3d(4, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = (layer(x).flatten(2) for layer in (self.q, self.k, self.v))
+        weights = torch.softmax(torch.einsum("ncv,ncw->nvw", q, k), -1)
+        out = torch.einsum("nvw,ncw->ncv", weights, v)
+        return self.c(out.reshape(-1, 4, 4, 4, 4))
+
+
 MODELS: dict[str, Callable[[], nn.Module]] = {
     "conv-batchnorm-relu": lambda: nn.Sequential(
         nn.Conv3d(1, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(), nn.Conv3d(4, 3, 1)
@@ -100,6 +115,7 @@ MODELS: dict[str, Callable[[], nn.Module]] = {
     "residual-mul-concat-resize": Residual,
     "pad": Padded,
     "trilinear-resize": Trilinear,
+    "einsum-attention": Attention,
 }
 
 

@@ -93,7 +93,7 @@ def fit_training_memory(
             one line with the predictions.
     """
     before = predict_training_memory(training, setup)
-    budget = f"--fit-training {budget_bytes / GB:.2f} GB"
+    budget = f"`budget_bytes` {budget_bytes / GB:.2f} GB"
     if before.peak_bytes <= budget_bytes:
         raise PlanError(
             f"nothing to prune: the full model's training step is predicted at "
@@ -108,9 +108,9 @@ def fit_training_memory(
     if found is None:
         smallest = predict(select_at(scoring, options.method, 1.0, options))
         raise PlanError(
-            f"{budget}: nothing fits; the smallest model --method {options.method} can make "
+            f"{budget}: nothing fits; the smallest model `method` {options.method} can make "
             f"still needs {smallest.peak_bytes / GB:.2f} GB to train (the full model "
-            f"{before.peak_bytes / GB:.2f} GB): lower --train-batch or the training patch"
+            f"{before.peak_bytes / GB:.2f} GB): lower `train_batch` or the training patch"
         )
     sparsity, selection = found
     return TrainingFit(sparsity, selection, before, predict(selection), budget_bytes)

@@ -189,7 +189,7 @@ def training_graph(
     if batch is None:
         return analyse(loaded, shapes)
     if batch < 1:
-        raise InputShapeError(f"--train-batch {batch}: must be at least 1")
+        raise InputShapeError(f"`train_batch` {batch}: must be at least 1")
     proto = onnx.ModelProto()
     proto.CopyFrom(loaded.proto)
     stored = {tensor.name for tensor in proto.graph.initializer}

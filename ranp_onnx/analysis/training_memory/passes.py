@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import onnx
 
-from ...ir.graph import GraphAnalysis, NodeInfo
+from ...ir.graph import GraphAnalysis, NodeInfo, last_uses
 from ...ops import rule_for
 from ...ops.base import AutogradMemory, TrainingContext
 from .gradients import GradientBuffers, NodeRecord
@@ -132,14 +132,7 @@ class _Step:
     # -- forward -------------------------------------------------------------------------
 
     def forward(self) -> None:
-        last_use: dict[str, int] = {}
-        for position, node in enumerate(self.nodes):
-            for name in node.inputs:
-                if name:
-                    last_use[name] = position
-            for name in node.outputs:
-                if name:
-                    last_use.setdefault(name, position)
+        last_use = last_uses(self.nodes)
         for position, node in enumerate(self.nodes):
             self.ledger.at("forward", node.name)
             self._forward_node(node)
