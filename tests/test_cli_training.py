@@ -26,6 +26,8 @@ from ranp_onnx.selection.search import SEARCH_TOLERANCE, select_at
 from ranp_onnx.zoo import build_model, export_built
 
 SHAPE = (1, 16, 16, 16)
+#: oneDNN's per-thread scratch follows the thread count (``tests/conftest.py``).
+pytestmark = pytest.mark.usefixtures("two_threads")
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,9 @@ SHAPE = (1, 32, 32, 32)
 #: The estimate is meant to be within this fraction of the measured peak, either way.
 TOLERANCE = 0.1
 
+#: oneDNN's per-thread scratch follows the thread count (``tests/conftest.py``).
+pytestmark = pytest.mark.usefixtures("two_threads")
+
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:

@@ -27,6 +27,9 @@ SHAPE = (1, 16, 16, 16)
 #: The model's promise: within this fraction of the measured peak.
 TOLERANCE = 0.1
 
+#: oneDNN's per-thread scratch follows the thread count (``tests/conftest.py``).
+pytestmark = pytest.mark.usefixtures("two_threads")
+
 
 @pytest.fixture(scope="module")
 def unet() -> onnx.ModelProto:
