@@ -286,7 +286,8 @@ def ratio_lines(result: dict[str, Any]) -> list[str]:
         f"{float(np.median(ratios)):.3f}",
         "- furthest: "
         + "; ".join(
-            f"{row['network']} {row['variant']} batch {row['batch']} {row['optimizer']} "
+            f"{row['network']} {row['variant']} batch {row['batch']} {row['optimizer']}"
+            f"{' ' + row['precision'] if row.get('precision') else ''} "
             f"({row['ratio']:.3f}, peak in the {row['phase']} at {row['node']})"
             for row in worst
         ),

@@ -15,6 +15,7 @@ itself is asked (``torch._C._select_conv_backend``, on tensors that hold no memo
   networks; a 5x5x5 one on a volume up to 3 deep), the weight gradient is reduced over
   threads: each thread holds 4 weight-sized buffers and the im2col of one input slice
   (``prod(kernel) x C_in x H x W``), so this scales with ``torch.get_num_threads()``.
+  Otherwise, and for 1x1x1 kernels, each further thread holds one weight-sized buffer.
   In bfloat16 (autocast) the weight gradient accumulates in a float32 buffer instead.
 - ``Slow3d`` / ``SlowTranspose3d`` / ``SlowDilated3d`` (CPU, small batches): an im2col
   buffer of ``C_in / groups x prod(kernel)`` rows per output voxel, in the forward and
@@ -173,7 +174,8 @@ def _thin_input_reduction(node: NodeInfo, graph: GraphAnalysis, itemsize: int) -
     x_shape, w_shape = graph.shape(node.inputs[0]), graph.shape(node.inputs[1])
     if len(x_shape) < 3:
         return 0
-    if not _window_covers_depth(node, graph):  # threads split the batch: one buffer each
+    if _pointwise(node, graph) or not _window_covers_depth(node, graph):
+        # threads split the batch: one weight-sized buffer for each further thread
         return (torch.get_num_threads() - 1) * numel(w_shape) * itemsize
     weight = numel(w_shape) * itemsize
     im2col = numel(w_shape[2:]) * x_shape[1] * numel(x_shape[3:]) * itemsize
