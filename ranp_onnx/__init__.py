@@ -7,11 +7,14 @@ below it (``make lint`` checks the layers):
 (shapes, channel groups, costs) -> ``scoring`` (gradient statistics) -> ``selection``
 (criteria, constraints, searches, plans) -> ``rewrite`` (graph surgery, the oracle) ->
 ``reporting`` -> :mod:`~ranp_onnx.pipeline` (the wiring: ``prune``, ``apply_plan``) ->
-``torch_api`` (``to_torch``, ``prune_module``) -> ``zoo`` -> ``cli``.
+``torch_api`` (``to_torch``, ``prune_module``) -> ``zoo`` and ``regularization`` (training
+with per-group coefficients) -> ``cli``.
 
 The torch side is imported on first use, so ``import ranp_onnx`` does not import torch:
 :func:`to_torch` / :func:`to_onnx` (:mod:`~ranp_onnx.torch_api.round_trip`) and
-:func:`prune_module` (:mod:`~ranp_onnx.torch_api.prune_module`).
+:func:`prune_module` (:mod:`~ranp_onnx.torch_api.prune_module`); :func:`regularize`,
+:func:`regularize_module` and :class:`Regularizer` (:mod:`ranp_onnx.regularization`,
+Zhang et al.'s regularization-based pruning of trained networks).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from .ir.load import LoadedModel, load_model
 from .pipeline import PruneOptions, PruneResult, apply_plan, prune
 
 if TYPE_CHECKING:
+    from .regularization.options import RegularizeOptions
+    from .regularization.pipeline import regularize, regularize_module
+    from .regularization.regularizer import Regularizer
     from .torch_api.prune_module import PrunedModule, prune_module
     from .torch_api.round_trip import to_onnx, to_torch
 
@@ -34,6 +40,10 @@ if TYPE_CHECKING:
 _LAZY = {
     "PrunedModule": "torch_api.prune_module",
     "prune_module": "torch_api.prune_module",
+    "RegularizeOptions": "regularization.options",
+    "Regularizer": "regularization.regularizer",
+    "regularize": "regularization.pipeline",
+    "regularize_module": "regularization.pipeline",
     "to_onnx": "torch_api.round_trip",
     "to_torch": "torch_api.round_trip",
 }
@@ -46,6 +56,8 @@ __all__ = [
     "PruneResult",
     "PrunedModule",
     "RanpError",
+    "RegularizeOptions",
+    "Regularizer",
     "analyse",
     "apply_plan",
     "count_costs",
@@ -53,6 +65,8 @@ __all__ = [
     "parse_input_shapes",
     "prune",
     "prune_module",
+    "regularize",
+    "regularize_module",
     "to_onnx",
     "to_torch",
 ]

@@ -115,7 +115,13 @@ def trajectory(label: int, frames: int, size: int, rng: np.random.Generator) -> 
 
 
 def generate(
-    count: int, *, frames: int = 16, size: int = 32, seed: int = 0, split: str = "train"
+    count: int,
+    *,
+    frames: int = 16,
+    size: int = 32,
+    seed: int = 0,
+    split: str = "train",
+    noise: float | None = None,
 ) -> ClipSet:
     """Generate ``count`` clips.
 
@@ -125,12 +131,14 @@ def generate(
         size: Frame height and width. Defaults to 32.
         seed: Dataset seed (also splits the digit images). Defaults to 0.
         split: "train", "test" or "score". Defaults to "train".
+        noise: Standard deviation of the Gaussian pixel noise. Defaults to NOISE.
 
     Returns:
         The clips.
     """
     images, _ = _digits()
     pool = digit_pool(split, seed)
+    sigma = NOISE if noise is None else noise
     inputs = np.zeros((count, 1, frames, size, size), dtype=np.float32)
     labels = np.arange(count, dtype=np.int64) % CLASSES
     positions = np.empty((count, frames, 2))
@@ -141,5 +149,5 @@ def generate(
         positions[index] = trajectory(label, frames, size, rng)
         for frame, (row, col) in enumerate(np.rint(positions[index]).astype(int)):
             inputs[index, 0, frame, row : row + DIGIT, col : col + DIGIT] = image
-        inputs[index] += rng.normal(0.0, NOISE, size=inputs[index].shape).astype(np.float32)
+        inputs[index] += rng.normal(0.0, sigma, size=inputs[index].shape).astype(np.float32)
     return ClipSet(inputs=inputs, labels=labels, positions=positions)

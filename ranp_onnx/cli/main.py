@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from ..errors import RanpError
-from . import explain, export, prune, report, validate
+from . import explain, export, prune, regularize, report, validate
 
 #: Exit status of a usage error (unknown option, bad option value, missing argument).
 USAGE_EXIT = 2
@@ -104,6 +104,7 @@ cli.add_command(prune.apply_command)
 cli.add_command(prune.search_command)
 cli.add_command(explain.explain_command)
 cli.add_command(validate.validate_command)
+cli.add_command(regularize.regularize_command)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..analysis.channels import ChannelAnalysis
 from ..errors import DataError
+from ..ir.graph import GraphAnalysis
 from ..ops import rule_for
 from ..ops.normalization import OneValuePerChannelError
 from ..progress import Progress
@@ -184,7 +185,7 @@ class _Scorer:
         self.module = TorchGraph(graph, batchnorm=batchnorm).eval().to(device)  # type: ignore[arg-type]
         _zero_layer_biases(channels, self.module)
         output = graph.output_names[0]
-        self.logits = _logits_of(channels, output)
+        self.logits = logits_of(channels.graph, output)
         classes = graph.shape(output)[1] if len(graph.shape(output)) > 1 else 1
         self.loss = make_loss(loss_name, classes=classes, ignore_index=ignore_index)
         self.loss_name = loss_name
@@ -376,9 +377,8 @@ def _zero_layer_biases(channels: ChannelAnalysis, module: object) -> None:
                 module.parameter(node.inputs[slot]).zero_()  # type: ignore[attr-defined]
 
 
-def _logits_of(channels: ChannelAnalysis, output: str) -> str:
-    """The tensor the loss reads: the output, or the logits before a final softmax."""
-    graph = channels.graph
+def logits_of(graph: GraphAnalysis, output: str) -> str:
+    """The tensor a loss reads: the output, or the logits before a final softmax."""
     producer = graph.producer(output)
     if producer is None:
         return output

@@ -132,18 +132,15 @@ def prune_module(
         (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     )
     result = _prune_export(module, inputs, data, options, batches, batch_size)
-    names = [value.name for value in result.model.graph.input]
-    feeds = {name: x.detach().cpu().numpy() for name, x in zip(names, inputs)}
-    expected = [np.asarray(y) for y in runtime.make_session(result.model).run(None, feeds)]
-    reason = None if in_place else "in-place shrinking was not asked for"
-    error = 0.0
-    if in_place:
-        error, reason = _shrink_and_check(module, result.model, inputs, expected, options)
-        if reason is not None:
-            warnings.warn(f"prune_module: {reason}", stacklevel=2)
-    returned = module
-    if reason is not None:
-        returned, error = _fallback(module, result.model, inputs, expected, options.tolerance)
+    returned, reason, error = adopt_pruned(
+        module,
+        result.model,
+        inputs,
+        tolerance=options.tolerance,
+        reinit=options.reinit,
+        in_place=in_place,
+        caller="prune_module",
+    )
     return PrunedModule(
         module=returned,
         in_place=reason is None,
@@ -155,6 +152,41 @@ def prune_module(
         validation=result.validation,
         module_error=error,
     )
+
+
+def adopt_pruned(
+    module: nn.Module,
+    pruned: onnx.ModelProto,
+    inputs: Sequence[torch.Tensor],
+    *,
+    tolerance: float,
+    reinit: bool = False,
+    in_place: bool = True,
+    caller: str = "prune_module",
+) -> tuple[nn.Module, str | None, float]:
+    """Shrink ``module`` in place to a pruned export of it, or fall back to ``to_torch``.
+
+    The shrunk module must give the pruned model's outputs (onnxruntime) on ``inputs``;
+    where it cannot, the module is restored and ``to_torch(pruned)`` returned, with the
+    reason (also warned, naming ``caller``).
+
+    Returns:
+        The module to use, why it is not the user's own (None if it is), and its largest
+        difference from the pruned model relative to the output scale.
+    """
+    names = [value.name for value in pruned.graph.input]
+    feeds = {name: x.detach().cpu().numpy() for name, x in zip(names, inputs)}
+    expected = [np.asarray(y) for y in runtime.make_session(pruned).run(None, feeds)]
+    reason = None if in_place else "in-place shrinking was not asked for"
+    error = 0.0
+    if in_place:
+        error, reason = _shrink_and_check(module, pruned, inputs, expected, tolerance, reinit)
+        if reason is not None:
+            warnings.warn(f"{caller}: {reason}", stacklevel=3)
+    returned = module
+    if reason is not None:
+        returned, error = _fallback(module, pruned, inputs, expected, tolerance)
+    return returned, reason, error
 
 
 def _prune_export(
@@ -204,7 +236,8 @@ def _shrink_and_check(
     pruned: onnx.ModelProto,
     inputs: Sequence[torch.Tensor],
     expected: Sequence[np.ndarray],
-    options: PruneOptions,
+    tolerance: float,
+    reinit: bool,
 ) -> tuple[float, str | None]:
     """Shrink, run, compare; restore the module unless it reproduces the pruned model."""
     name = type(module).__name__
@@ -220,7 +253,7 @@ def _shrink_and_check(
             warnings.filterwarnings("ignore", message=_STALE_FEATURES)
             error = _module_error(module, inputs, expected)
         set_parameterless_channels(seen, journal)
-        if options.reinit:
+        if reinit:
             _reset_batch_counts(module, journal)
     except _Mismatch as mismatch:
         journal.restore()
@@ -235,11 +268,11 @@ def _shrink_and_check(
             f"the shrunk {name} fails in its forward ({type(failure).__name__}: {first}); it "
             "likely hard-codes channel counts, returning to_torch(pruned model) instead"
         )
-    if not error <= options.tolerance:
+    if not error <= tolerance:
         journal.restore()
         return error, (
             f"the shrunk {name} differs from the pruned model by {error:.3g} of the output "
-            f"scale (tolerance {options.tolerance:g}); its forward likely depends on channel "
+            f"scale (tolerance {tolerance:g}); its forward likely depends on channel "
             "counts, returning to_torch(pruned model) instead"
         )
     return error, None

@@ -1,0 +1,1 @@
+"""Reproduction of Zhang et al. (ICIP 2019) on the moving-digits task."""
