@@ -209,9 +209,9 @@ def _memory(result: dict[str, Any]) -> list[str]:
         f"- prune: {result['prune_mb']:.0f} MB ({result['prune_s']:.1f} s)",
         f"- torch training step: {result['train_step_mb']:.0f} MB",
         f"- ratio: **{ratio:.2f}** (target <= 1.5: {_verdict(ratio, 1.5)})",
-        f"- scoring passes alone: {result['scoring_mb']:.0f} MB; the estimate "
-        f"(`ranp_onnx.scoring.memory`) says {result['estimate_mb']:.0f} MB "
-        f"(estimate / measured {result['estimate_mb'] / result['scoring_mb']:.2f})",
+        f"- scoring passes alone: {result['scoring_mb']:.0f} MB resident; the estimate of the "
+        "tensors scoring holds (`ranp_onnx.scoring.memory`, without the interpreter and "
+        f"libraries) says {result['estimate_mb']:.0f} MB",
         "",
     ]
 
@@ -267,6 +267,12 @@ def _brats(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _training(result: dict[str, Any]) -> list[str]:
+    from .training_payoff import render_training
+
+    return render_training(result)
+
+
 def _blocks(text: str) -> tuple[str, dict[str, str]]:
     """Split a results file into its header and its ``## `` sections, keyed by heading."""
     parts = re.split(r"^(?=## )", text, flags=re.MULTILINE)
@@ -314,6 +320,7 @@ def render(command: str, info: dict[str, str], sizes: Any, results: dict[str, An
         "d": _memory,
         "e": _comparison,
         "f": _brats,
+        "g": _training,
     }
     for key, function in renderers.items():
         if key in results:

@@ -3,7 +3,8 @@
 ``python -m benchmarks.run`` measures, in one run: (a) the prune pipeline stage by stage
 against native torch passes, (b) analysis and rewrite on generated graphs, (c) full
 against pruned inference in onnxruntime, (d) peak memory against a torch training step,
-(e) Torch-Pruning against RANP-f and (f) the full-width BraTS UNet pruned on CPU.
+(e) Torch-Pruning against RANP-f, (f) the full-width BraTS UNet pruned on CPU and (g) the
+training-memory model against real training steps, with the payoff of pruning for training.
 ``--quick`` runs every section on small sizes with two repeats (seconds to a minute; the
 harness test uses it); ``--sections`` picks sections.
 """
@@ -21,7 +22,7 @@ from typing import Any
 
 from .common import machine, segmentation_data
 
-SECTIONS = ("a", "b", "c", "d", "e", "f")
+SECTIONS = ("a", "b", "c", "d", "e", "f", "g")
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,11 @@ class Sizes:
     repeats: int
     graph_sizes: tuple[int, ...]
     brats_shape: tuple[int, int, int, int]
+    quick: bool = False
 
 
 FULL = Sizes(1.0, (1, 64, 64, 64), 4, 5, (100, 500, 2000, 5000), (4, 128, 128, 128))
-QUICK = Sizes(0.125, (1, 16, 16, 16), 2, 2, (20, 60), (4, 16, 16, 16))
+QUICK = Sizes(0.125, (1, 16, 16, 16), 2, 2, (20, 60), (4, 16, 16, 16), quick=True)
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -82,6 +84,7 @@ def run(
             lambda: _memory(sizes, model, data, folder),
         ),
         "f": ("the BraTS UNet on CPU", lambda: _brats(sizes, folder)),
+        "g": ("training memory and the payoff", lambda: _training(sizes)),
         "e": ("Torch-Pruning against RANP-f", lambda: _compare(sizes, model, data)),
         "c": ("full against pruned inference", lambda: _inference(sizes, model, data)),
         "a": ("prune pipeline against torch passes", lambda: _pipeline(sizes, folder)),
@@ -110,6 +113,12 @@ def _brats(sizes: Sizes, folder: Path) -> Any:
     from .memory import run_brats
 
     return run_brats(folder, sizes.brats_shape)
+
+
+def _training(sizes: Sizes) -> Any:
+    from .training_payoff import run_training
+
+    return run_training(sizes.quick, _log)
 
 
 def _compare(sizes: Sizes, model: Path, data: Path) -> Any:

@@ -19,7 +19,7 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     text = out.read_text()
-    for heading in ("## (a)", "## (b)", "## (c)", "## (d)", "## (e)", "## (f)"):
+    for heading in ("## (a)", "## (b)", "## (c)", "## (d)", "## (e)", "## (f)", "## (g)"):
         assert heading in text
     assert "Command: `python -m benchmarks.run --quick --repeats 1" in text
     assert "prune total /" in text and "graph evaluator / native torch" in text
@@ -29,6 +29,11 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert "kernel time by op (ms per run, median of profiled runs)" in text
     assert "peak resident memory" in text
     assert text.count("**met**") + text.count("**missed**") >= 4
+    # (g): every ratio printed, the summary, and the payoff rows of full and 0.8.
+    section = text[text.index("## (g)") :]
+    assert section.count("| unet3d-15 x0.125 1x16x16x16 |") == 4
+    assert "within +-10% of the measured peak: **" in section
+    assert "| full | 1.0 |" in section and "| 0.8 |" in section
 
 
 def test_generated_graphs_are_valid_and_have_the_asked_convs() -> None:

@@ -329,7 +329,7 @@ BAD: dict[str, tuple[BadCase, str]] = {
     ),
     "no target": (
         lambda f, o: ["prune", f["unet"], "--method", "l1", "-o", o],
-        "give exactly one of --sparsity, --target-flops and --target-memory",
+        "give exactly one of --sparsity, --target-flops, --target-memory and --fit-training",
     ),
     "two targets": (
         lambda f, o: [

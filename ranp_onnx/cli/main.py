@@ -76,7 +76,7 @@ class RanpGroup(click.Group):
 
 
 #: Library parameters whose flag is not named after them.
-_FLAG_OF_PARAMETER = {"memory_check": "--no-memory-check"}
+_FLAG_OF_PARAMETER = {"memory_check": "--no-memory-check", "budget_bytes": "--fit-training"}
 #: A parameter name in backquotes, as library errors write it.
 _PARAMETER = re.compile(r"`([a-z_]+)`")
 

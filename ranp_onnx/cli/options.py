@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import click
 
 from ..analysis.costs import CONVENTIONS
+from ..analysis.training_memory import OPTIMIZERS, TrainingSetup
 from ..selection.criteria import method_names
 from ..selection.importance import IMPORTANCES
 from ..selection.options import GROUP_REDUCTIONS
@@ -214,4 +215,46 @@ def selection_options(function: F) -> F:
                 help="Counting convention of reports and budgets.",
             ),
         ],
+    )
+
+
+def training_options(function: F) -> F:
+    """``--train-batch``, ``--optimizer``, ``--amp``: the training step a memory figure is for."""
+    return _apply(
+        function,
+        [
+            click.option(
+                "--train-batch",
+                type=click.IntRange(1),
+                help="Training batch size (axis 0 of every input; default: the model's).",
+            ),
+            click.option(
+                "--optimizer",
+                type=click.Choice(OPTIMIZERS),
+                default="sgd",
+                show_default=True,
+                help="Training optimizer (momentum: SGD with momentum).",
+            ),
+            click.option(
+                "--amp",
+                type=click.Choice(["float16", "bfloat16"]),
+                is_flag=False,
+                flag_value="float16",
+                default=None,
+                help="Train under autocast (float16 alone, with a gradient scaler).",
+            ),
+        ],
+    )
+
+
+def training_setup(params: dict[str, Any], device: str) -> TrainingSetup:
+    """The training setup the options describe, on ``device`` (auto: CUDA if torch sees one)."""
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return TrainingSetup(
+        optimizer=params["optimizer"],
+        precision=params["amp"] or "float32",
+        device=device,
     )

@@ -16,6 +16,7 @@ from ..analysis.shapes import analyse, parse_input_shapes
 from ..errors import PlanError
 from ..ir.graph import GraphAnalysis
 from ..ir.save import check_output_path, data_path, external_data_files, save_model, write_text
+from ..ir.units import parse_size
 from ..pipeline import PruneOptions, PruneResult, apply_plan, prune_scored, score_model
 from ..reporting.tables import comparison_json, format_comparison
 from ..scoring.distributed import is_main_process
@@ -30,8 +31,10 @@ from .options import (
     scoring_options,
     selection_options,
     tolerance_option,
+    training_options,
 )
 from .plotting import check_plot_path, prune_figure, write_plot
+from .training import FitReport
 
 #: ``--no-memory-check``: score even where the estimate exceeds the memory available.
 _memory_check_option = click.option(
@@ -134,13 +137,17 @@ def _write(
         write_text(plan_path, result.plan.dumps() + "\n")
 
 
-def _render(result: PruneResult, as_json: bool, output: Path) -> None:
+def _render(
+    result: PruneResult, as_json: bool, output: Path, training: FitReport | None = None
+) -> None:
     result = dataclasses.replace(result, after=dataclasses.replace(result.after, model=output.name))
     if as_json:
         document = comparison_json(result.before, result.after)
         document["plan"] = result.plan.to_json()
         document["output"] = str(output)
         document["validation"] = result.validation.to_json() if result.validation else None
+        if training is not None:
+            document["training"] = training.to_json()
         click.echo(json.dumps(document, sort_keys=True))
         return
     achieved = result.plan.achieved
@@ -151,6 +158,9 @@ def _render(result: PruneResult, as_json: bool, output: Path) -> None:
         f"(sparsity {100 * achieved['neuron_sparsity']:.2f}%)"
     )
     _render_budget(result.plan.settings, achieved)
+    if training is not None:
+        for line in training.lines():
+            click.echo(line)
     if result.selection.emptied_groups:
         click.echo(
             f"note          the ranking emptied {len(result.selection.emptied_groups)} group(s); "
@@ -214,6 +224,28 @@ def _render_budget(settings: Mapping[str, Any], achieved: Mapping[str, Any]) -> 
     help="Keep at most this fraction of the activation memory.",
 )
 @click.option(
+    "--fit-training",
+    metavar="SIZE",
+    help="Prune as little as needed for a torch training step to fit in SIZE (e.g. 11GB; "
+    "K, M, G are powers of 1024), as the training-memory model predicts it.",
+)
+@training_options
+@click.option(
+    "--train-input-shape",
+    "train_shapes",
+    multiple=True,
+    metavar="NAME=DIMS",
+    help="The training patch for --fit-training (default: --input-shape; the batch axis is "
+    "--train-batch).",
+)
+@click.option(
+    "--train-device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where --fit-training's training runs (auto: CUDA when torch sees a GPU).",
+)
+@click.option(
     "--reinit", is_flag=True, help="Re-initialise kept weights (the paper trains from scratch)."
 )
 @click.option(
@@ -238,10 +270,14 @@ def prune_command(
     \b
     ranp-onnx prune unet.onnx --data train.npz --sparsity 0.8 --method ranp-f -o slim.onnx
     ranp-onnx prune unet.onnx --data random --target-flops 0.1 -o slim.onnx --plan plan.json
+    ranp-onnx prune unet.onnx --data random --fit-training 11GB --train-batch 2 -o slim.onnx
     """
-    targets = [params[k] is not None for k in ("sparsity", "target_flops", "target_memory")]
-    if sum(targets) != 1:
-        raise PlanError("give exactly one of --sparsity, --target-flops and --target-memory")
+    targets = ("sparsity", "target_flops", "target_memory", "fit_training")
+    if sum(params[k] is not None for k in targets) != 1:
+        raise PlanError(
+            "give exactly one of --sparsity, --target-flops, --target-memory and --fit-training"
+        )
+    budget = parse_size(params["fit_training"]) if params["fit_training"] is not None else None
     out, plan_out = _check_outputs(model, output, plan_path, force, [model])
     taken = [out] if plan_out is None else [out, plan_out]
     plot_out = check_plot_path(plot, force=force, inputs=[model], taken=taken)
@@ -249,7 +285,7 @@ def prune_command(
     options = _options(
         graph,
         params,
-        sparsity=params["sparsity"],
+        sparsity=0.0 if budget is not None else params["sparsity"],
         target_flops=params["target_flops"],
         target_memory=params["target_memory"],
         validate=not params["skip_validation"],
@@ -268,9 +304,16 @@ def prune_command(
     )
     if not is_main_process():
         return  # under torchrun only rank 0 selects, validates and writes
-    result = prune_scored(graph, scoring, options, progress=_progress(show, "budget search step"))
+    search = _progress(show, "budget search step")
+    fit = None
+    if budget is not None:
+        fit = FitReport.search(model, scoring, options, budget, params, search)
+        options = dataclasses.replace(options, sparsity=fit.sparsity)
+    result = prune_scored(graph, scoring, options, progress=search)
+    if fit is not None:
+        fit, result = fit.with_result(result)
     _write(result, graph, out, plan_out, force=force, inputs=[model])
-    _render(result, params["as_json"], out)
+    _render(result, params["as_json"], out, fit)
     if plot_out is not None:
         figure = prune_figure(graph, scoring, result, options)
         write_plot(figure, plot_out, quiet=params["as_json"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -17,8 +18,10 @@ from .options import (
     input_shape_option,
     json_option,
     plot_option,
+    training_options,
 )
 from .plotting import check_plot_path, report_figure, write_plot
+from .training import report_training
 
 
 @click.command()
@@ -66,6 +69,15 @@ from .plotting import check_plot_path, report_figure, write_plot
 @data_option
 @ignore_index_option
 @force_option
+@click.option(
+    "--training",
+    is_flag=True,
+    help="Predict the peak memory of a torch training step of to_torch(MODEL) instead: "
+    "forward to the logits (a final Softmax left out), cross-entropy, backward, optimizer "
+    "step. --input-shape is the training patch; with --measure, also run a step and read "
+    "its peak from torch's allocator.",
+)
+@training_options
 def report(
     model: str,
     input_shapes: tuple[str, ...],
@@ -80,6 +92,8 @@ def report(
     data: str | None,
     ignore_index: int | None,
     force: bool,
+    training: bool,
+    **train: Any,
 ) -> None:
     """Count a model's parameters, FLOPs and activation memory, per layer and in total.
 
@@ -88,11 +102,21 @@ def report(
     ranp-onnx report unet.onnx --convention ranp-paper --json
     ranp-onnx report slim.onnx --compare unet.onnx --measure
     ranp-onnx report slim.onnx --compare unet.onnx --plot slim.png
+    ranp-onnx report unet.onnx --training --train-batch 2 --optimizer adam
 
     --plot draws the neuron importance of the full model (the --compare model if given)
     scored on --data (default: random inputs, as the figure's title says), the retained
     channels per layer (with --compare) and FLOPs and memory per layer.
     """
+    if training:
+        if plot is not None:
+            raise click.UsageError("--plot does not go with --training")
+        report_training(
+            model, input_shapes, compare, compare_shapes, as_json, do_measure, device, runs, train
+        )
+        return
+    if any(train[key] is not None for key in ("train_batch", "amp")):
+        raise click.UsageError("--train-batch and --amp are for --training")
     if plot is None and (data is not None or ignore_index is not None):
         raise click.UsageError("--data and --ignore-index are for --plot")
     inputs = [model] if compare is None else [model, compare]

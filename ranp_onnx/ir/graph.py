@@ -218,6 +218,19 @@ def node_infos(graph: onnx.GraphProto) -> list[NodeInfo]:
     return infos
 
 
+def last_uses(nodes: Sequence[NodeInfo]) -> dict[str, int]:
+    """The position of the last node that reads each value (its producer's if none does)."""
+    last_use: dict[str, int] = {}
+    for position, node in enumerate(nodes):
+        for name in node.inputs:
+            if name:
+                last_use[name] = position
+        for name in node.outputs:
+            if name:
+                last_use.setdefault(name, position)
+    return last_use
+
+
 def _attribute_value(attribute: onnx.AttributeProto) -> Any:
     value = onnx.helper.get_attribute_value(attribute)
     if isinstance(value, bytes):

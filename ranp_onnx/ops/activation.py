@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from .base import OpCost, OpRule, numel, register
+from .base import Autocast, AutogradMemory, OpCost, OpRule, TrainingContext, numel, register
 from .coupling import broadcast_axis, pass_through
 from .kernels.evaluation import optional, required, scalar
 
@@ -25,6 +25,20 @@ class _Unary(OpRule):
     """One FLOP per output element; ``paper_memory`` for activations torch has modules for."""
 
     paper_memory: bool = False
+    #: Ops whose backward reads their output (``relu``, ``sigmoid``, ``exp``); the others
+    #: read their input, and those in ``keeps_nothing`` read neither.
+    keeps_output: ClassVar[frozenset[str]] = frozenset()
+    keeps_nothing: ClassVar[frozenset[str]] = frozenset()
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """The output (``keeps_output``), nothing (``keeps_nothing``) or the input."""
+        if node.op_type in self.keeps_nothing:
+            return AutogradMemory()
+        if node.op_type in self.keeps_output:
+            return AutogradMemory(saved_outputs=(0,))
+        return AutogradMemory(saved_inputs=(0,))
 
     def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
         """Elementwise: channel c in, channel c out."""
@@ -49,6 +63,7 @@ class ActivationRule(_Unary):
         "Selu", "Celu", "Softplus", "Softsign", "Gelu", "Mish", "ThresholdedRelu",
     )  # fmt: skip
     paper_memory = True
+    keeps_output = frozenset({"Relu", "Sigmoid", "Tanh"})
 
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
@@ -65,6 +80,14 @@ class PReluRule(ActivationRule):
 
     op_types = ("PRelu",)
     parameter_inputs = (1,)
+    autocast: ClassVar[Mapping[str, Autocast]] = {"cuda": "lower"}
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """Input and slope; torch's CPU backward holds an input-sized product on the way."""
+        scratch = context.nbytes(graph, node.inputs[0]) if context.device == "cpu" else 0
+        return AutogradMemory(saved_inputs=(0, 1), backward_scratch=scratch)
 
     def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
         """Elementwise; a per-channel slope is sliced with the channels."""
@@ -103,6 +126,8 @@ class MathRule(_Unary):
         "Ceil", "Round", "Sign", "Not", "IsNaN", "IsInf", "Tan", "Asin", "Acos", "Atan",
         "Sinh", "Cosh", "Asinh", "Acosh", "Atanh",
     )  # fmt: skip
+    keeps_output = frozenset({"Exp", "Sqrt", "Reciprocal"})
+    keeps_nothing = frozenset({"Neg", "Floor", "Ceil", "Round", "Sign", "Not", "IsNaN", "IsInf"})
 
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext

@@ -9,7 +9,7 @@ blocks pruning through it: it is never assumed to pass channels through.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
 
@@ -65,6 +65,77 @@ class OpCost:
     paper_memory: bool = False
 
 
+#: How an op runs under autocast: "lower" (in float16 / bfloat16: convolutions and matrix
+#: products), "float32" (its inputs are cast up: softmax and norms on CUDA, pooling on
+#: CPU) or "promote" (in the widest type of its float inputs: concatenation, arithmetic).
+#: An op not named runs in the type of its first input.
+Autocast = Literal["lower", "float32", "promote"]
+#: The autocast policies torch applies on both device types.
+EVERYWHERE: Mapping[str, Autocast] = {"cpu": "lower", "cuda": "lower"}
+
+
+@dataclass(frozen=True)
+class TrainingContext:
+    """What a rule is told when asked what its torch evaluation keeps for the backward pass.
+
+    Attributes:
+        device: "cpu" or "cuda": the backend (and so the scratch memory) torch picks.
+        itemsizes: Bytes per element of the node's inputs and outputs as the step computes
+            them (autocast lowers some), by tensor name.
+        requires_grad: The tensors whose gradient the backward pass computes.
+        training: True if the module is in training mode (Dropout drops).
+    """
+
+    device: str
+    itemsizes: Mapping[str, int]
+    requires_grad: frozenset[str]
+    training: bool = True
+
+    def nbytes(self, graph: GraphAnalysis, name: str) -> int:
+        """Bytes of tensor ``name`` in the step (0 for an omitted input)."""
+        if not name or name not in graph.tensors:
+            return 0
+        return graph.tensors[name].numel * self.itemsizes.get(name, graph.tensors[name].itemsize)
+
+    def needs_grad(self, name: str) -> bool:
+        """True if the backward pass computes the gradient of ``name``."""
+        return bool(name) and name in self.requires_grad
+
+
+@dataclass(frozen=True)
+class AutogradMemory:
+    """What one node's torch evaluation keeps for the backward pass, and what its passes allocate.
+
+    Observed with ``torch.autograd.graph.saved_tensors_hooks`` for the torch functions the
+    rule's ``evaluate`` calls (``tests/test_training_memory_ops.py`` checks every family).
+
+    Attributes:
+        saved_inputs: Input positions whose tensors autograd keeps (shared, not copied).
+        saved_outputs: Output positions autograd keeps.
+        saved_bytes: Tensors of its own autograd keeps: max-pool indices, dropout masks,
+            a padded copy of the input, normalisation statistics.
+        output_views: Output positions that are views of input 0 (no new memory).
+        gradient_views: Input positions whose gradient is the gradient of output 0 itself,
+            or a view of it (no new memory: Add, Concat, Reshape).
+        forward_scratch: Peak bytes the forward allocates and frees, beyond its outputs.
+        backward_scratch: Peak bytes the backward allocates and frees, beyond the input
+            gradients.
+    """
+
+    saved_inputs: tuple[int, ...] = ()
+    saved_outputs: tuple[int, ...] = ()
+    saved_bytes: int = 0
+    output_views: tuple[int, ...] = ()
+    gradient_views: tuple[int, ...] = ()
+    forward_scratch: int = 0
+    backward_scratch: int = 0
+
+    @classmethod
+    def view(cls) -> AutogradMemory:
+        """A view of input 0 (Reshape, Identity): no memory, the gradient a view too."""
+        return cls(output_views=(0,), gradient_views=(0,))
+
+
 class OpRule:
     """Base class of op rules; the defaults describe an op that costs nothing.
 
@@ -83,6 +154,8 @@ class OpRule:
             that stands for a parameter of its own: torch's exporter feeds de-duplicated
             equal-valued initializers to each layer through an Identity named after that
             layer's parameter). None for every other op.
+        autocast: How the op runs under autocast, by device type ("cpu", "cuda"; see
+            :data:`Autocast`). Defaults to no entry: in the type of its first input.
         is_convolution: True for Conv and ConvTranspose, the ops that make a model a
             convolutional network ranp-onnx prunes.
     """
@@ -96,6 +169,7 @@ class OpRule:
     reads_shape: ClassVar[bool] = False
     buffer_inputs: ClassVar[tuple[int, ...]] = ()
     parameter_view: ClassVar[Literal["view", "alias"] | None] = None
+    autocast: ClassVar[Mapping[str, Autocast]] = {}
     is_convolution: ClassVar[bool] = False
 
     @property
@@ -145,6 +219,17 @@ class OpRule:
 
         Static inputs with channel spaces are already sliced; the default changes nothing.
         """
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """What the node's torch evaluation keeps for the backward pass (training memory).
+
+        The default for a layout op (``parameter_view == "view"``: Reshape, Flatten,
+        Transpose, Squeeze, Unsqueeze) is a view of its input; for any other op it keeps
+        nothing and allocates new outputs and input gradients (Neg, a padding).
+        """
+        return AutogradMemory.view() if self.parameter_view == "view" else AutogradMemory()
 
     def static_source(
         self, node: NodeInfo, graph: GraphAnalysis, axis: int

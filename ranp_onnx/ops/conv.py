@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from ..errors import InputShapeError, UnsupportedModelError
-from .base import LayerGeometry, OpCost, OpRule, numel, register
+from .base import (
+    EVERYWHERE,
+    AutogradMemory,
+    LayerGeometry,
+    OpCost,
+    OpRule,
+    TrainingContext,
+    numel,
+    register,
+)
+from .conv_memory import convolution_memory
 from .kernels.evaluation import optional, required, torch_pads, window_pads
 
 if TYPE_CHECKING:
@@ -82,6 +92,13 @@ class _Convolution(OpRule):
     initializer_roles: ClassVar[dict[int, str]] = {1: "weight", 2: "bias"}
     is_convolution = True
     rows_index: ClassVar[str] = "output"
+    autocast = EVERYWHERE
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """Input and weight, and the scratch of the backend torch picks (``conv_memory``)."""
+        return convolution_memory(node, graph, context, transposed=self.rows_index == "input")
 
     def _per_group_tensor(self, node: NodeInfo) -> str:
         return node.inputs[0] if self.rows_index == "output" else node.outputs[0]

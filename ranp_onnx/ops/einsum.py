@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import InputShapeError, UnsupportedModelError
-from .base import OpCost, OpRule, numel, register
+from .base import AutogradMemory, OpCost, OpRule, TrainingContext, numel, register
 from .coupling import CHANNEL_AXIS
 
 if TYPE_CHECKING:
@@ -262,6 +262,21 @@ class EinsumRule(OpRule):
             if axes:
                 problem = _output_channel_problem(position, axes)
                 channels.block(output, f"Einsum '{equation.text}' {problem} {where}")
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """Each of two operands is kept if the other one's gradient is needed; one, nothing.
+
+        As autograd's hooks show for ``bhid,bhjd->bhij`` and ``bhij,bhjd->bhid``. Where
+        torch first permutes an operand into a contiguous copy (``ncdhw,kc->nkdhw``), the
+        copy is kept instead of the operand: counted as the operand, once.
+        """
+        if len(node.inputs) != 2:
+            return AutogradMemory()
+        a, b = node.inputs
+        saved = tuple(position for position, other in ((0, b), (1, a)) if context.needs_grad(other))
+        return AutogradMemory(saved_inputs=saved)
 
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext

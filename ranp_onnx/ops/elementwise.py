@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
-from .base import OpCost, OpRule, numel, register, rule_for
+from .base import (
+    Autocast,
+    AutogradMemory,
+    OpCost,
+    OpRule,
+    TrainingContext,
+    numel,
+    register,
+    rule_for,
+)
 from .coupling import broadcast
 
 if TYPE_CHECKING:
@@ -28,6 +37,7 @@ class ArithmeticRule(OpRule):
     """
 
     op_types = ("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Mod")
+    autocast: ClassVar[Mapping[str, Autocast]] = {"cpu": "promote", "cuda": "promote"}
 
     def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
         """Ties every operand that carries the channel axis (a residual Add ties its inputs)."""
@@ -60,6 +70,29 @@ class ArithmeticRule(OpRule):
         if geometry is None or geometry.channels_out is None or bias.shape is None:
             return ()
         return (static[0],) if bias.numel == geometry.channels_out else ()
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """Add passes its gradient on; a product keeps the operand the other's gradient needs.
+
+        An operand broadcast to the output gets a gradient summed down to its shape; for a
+        product the full-size product is made first.
+        """
+        operands = [name for name in node.inputs if name]
+        output = graph.shape(node.outputs[0])
+        full = tuple(i for i, name in enumerate(operands) if graph.shape(name) == output)
+        if node.op_type in ("Add", "Sum"):
+            return AutogradMemory(gradient_views=full)
+        if node.op_type == "Sub":
+            return AutogradMemory(gradient_views=tuple(i for i in full if i == 0))
+        if node.op_type in ("Mean", "Mod") or len(operands) != 2:
+            return AutogradMemory()
+        needs = [context.needs_grad(name) for name in operands]
+        saved = tuple(i for i in (0, 1) if needs[1 - i] or node.op_type != "Mul")
+        broadcast = any(needs[i] and i not in full for i in (0, 1))
+        scratch = context.nbytes(graph, node.outputs[0]) if broadcast else 0
+        return AutogradMemory(saved_inputs=saved, backward_scratch=scratch)
 
     def cost(self, node: NodeInfo, graph: GraphAnalysis) -> OpCost:
         """One FLOP per output element and extra operand."""
@@ -99,6 +132,12 @@ class ComparisonRule(OpRule):
     def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
         """Ties every operand that carries the channel axis (a residual Add ties its inputs)."""
         broadcast(node, graph, channels)
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """``torch.where`` keeps its condition; comparisons have no gradient."""
+        return AutogradMemory(saved_inputs=(0,) if node.op_type == "Where" else ())
 
     def cost(self, node: NodeInfo, graph: GraphAnalysis) -> OpCost:
         """One FLOP per output element."""

@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from .base import LayerGeometry, OpCost, OpRule, numel, register
+from .base import (
+    EVERYWHERE,
+    AutogradMemory,
+    LayerGeometry,
+    OpCost,
+    OpRule,
+    TrainingContext,
+    numel,
+    register,
+)
 from .coupling import broadcast_axis
 from .kernels.evaluation import optional, required
 
@@ -19,8 +28,22 @@ if TYPE_CHECKING:
     from .contexts import EvalContext
 
 
+class _Product(OpRule):
+    """A matrix product: under autocast it runs in the lower precision."""
+
+    autocast = EVERYWHERE
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """Each factor is kept if the other one's gradient is needed (the bias never is)."""
+        a, b = node.inputs[0], node.inputs[1]
+        saved = tuple(position for position, other in ((0, b), (1, a)) if context.needs_grad(other))
+        return AutogradMemory(saved_inputs=saved)
+
+
 @register
-class GemmRule(OpRule):
+class GemmRule(_Product):
     """Gemm: ``Y = alpha * A' B' + beta * C`` with ``A'`` of shape [M, K], ``B'`` [K, N]."""
 
     op_types = ("Gemm",)
@@ -100,7 +123,7 @@ class GemmRule(OpRule):
 
 
 @register
-class MatMulRule(OpRule):
+class MatMulRule(_Product):
     """MatMul with numpy broadcasting: ``[..., M, K] @ [..., K, N]``.
 
     With a weight initializer it is a Linear layer, which the reference counter counts

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import DataError, InputShapeError
-from .base import LayerGeometry, OpCost, OpRule, numel, register
+from .base import (
+    Autocast,
+    AutogradMemory,
+    LayerGeometry,
+    OpCost,
+    OpRule,
+    TrainingContext,
+    numel,
+    register,
+)
 from .coupling import pass_through, per_channel
 from .kernels.evaluation import float_attribute, normalize_axis, optional, required
 
@@ -28,6 +37,11 @@ class _Normalization(OpRule):
     initializer_roles: ClassVar[dict[int, str]] = {1: "scale", 2: "shift", 3: "mean", 4: "var"}
     parameter_inputs = (1, 2)
     standard_flops_per_element = STATISTICS_FLOPS
+    #: True if torch's CPU backward holds an input-sized buffer beside the input gradient.
+    input_sized_backward: ClassVar[bool] = True
+    #: Float arrays of ``statistics_count`` values the forward keeps: mean and inverse
+    #: deviation (instance norm adds its scale repeated per sample).
+    statistics_arrays: ClassVar[int] = 2
 
     def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
         """Channels pass through; the per-channel parameters are sliced with them."""
@@ -57,6 +71,27 @@ class _Normalization(OpRule):
     def flops_per_element(self, node: NodeInfo) -> int:
         """Standard FLOPs per element."""
         return self.standard_flops_per_element
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """The input and the statistics (``statistics_arrays`` floats per normalised group).
+
+        torch's CPU batch and instance norm backward (instance norm is a batch norm over
+        the reshaped input) holds one more input-sized buffer beside the input gradient.
+        """
+        statistics = self.statistics_arrays * 4 * self.statistics_count(node, graph)
+        scratch = context.nbytes(graph, node.inputs[0]) if self.input_sized_backward else 0
+        return AutogradMemory(
+            saved_inputs=(0, 1),
+            saved_bytes=statistics,
+            backward_scratch=scratch if context.device == "cpu" else 0,
+        )
+
+    def statistics_count(self, node: NodeInfo, graph: GraphAnalysis) -> int:
+        """How many (mean, inverse deviation) pairs the forward keeps."""
+        shape = graph.shape(node.inputs[0])
+        return shape[1] if len(shape) > 1 else 1
 
 
 @register
@@ -149,6 +184,12 @@ class InstanceNormalizationRule(_Normalization):
     """InstanceNormalization: statistics per sample and channel."""
 
     op_types = ("InstanceNormalization",)
+    statistics_arrays = 3
+
+    def statistics_count(self, node: NodeInfo, graph: GraphAnalysis) -> int:
+        """One pair per sample and channel."""
+        shape = graph.shape(node.inputs[0])
+        return shape[0] * shape[1]
 
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
@@ -176,6 +217,12 @@ class GroupNormalizationRule(_Normalization):
     """GroupNormalization: statistics per sample and channel group; pruned in whole groups."""
 
     op_types = ("GroupNormalization",)
+    autocast: ClassVar[Mapping[str, Autocast]] = {"cuda": "float32"}
+    input_sized_backward = False
+
+    def statistics_count(self, node: NodeInfo, graph: GraphAnalysis) -> int:
+        """One pair per sample and group."""
+        return graph.shape(node.inputs[0])[0] * int(node.attribute("num_groups"))
 
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
@@ -235,6 +282,13 @@ class LayerNormalizationRule(_Normalization):
     """LayerNormalization: statistics over the trailing axes from ``axis``."""
 
     op_types = ("LayerNormalization",)
+    autocast: ClassVar[Mapping[str, Autocast]] = {"cuda": "float32"}
+    input_sized_backward = False
+
+    def statistics_count(self, node: NodeInfo, graph: GraphAnalysis) -> int:
+        """One pair per normalised row (the axes before ``axis``)."""
+        shape = graph.shape(node.inputs[0])
+        return numel(shape[: normalize_axis(int(node.attribute("axis", -1)), len(shape))])
 
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
-from .base import LayerGeometry, OpCost, OpRule, numel, register
+from .base import (
+    Autocast,
+    AutogradMemory,
+    LayerGeometry,
+    OpCost,
+    OpRule,
+    TrainingContext,
+    numel,
+    register,
+)
 from .conv import check_window_fits
 from .coupling import pass_through
 from .kernels.evaluation import required
@@ -20,6 +29,8 @@ if TYPE_CHECKING:
 
 
 class _Pool(OpRule):
+    autocast: ClassVar[Mapping[str, Autocast]] = {"cpu": "float32"}
+
     def check_shapes(self, node: NodeInfo, graph: GraphAnalysis) -> None:
         """The window fits the padded input (ONNX shape inference does not check)."""
         check_window_fits(node, graph, tuple(node.attribute("kernel_shape", ())))
@@ -45,6 +56,16 @@ class MaxPoolRule(_Pool):
     """MaxPool: prod(kernel) - 1 comparisons per output; free in the reference counter."""
 
     op_types = ("MaxPool",)
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """The input (or its padded copy) and int64 indices of every output element."""
+        indices = 8 * numel(graph.shape(node.outputs[0]))
+        padded = _explicit_copy_bytes(node, graph, context)
+        if padded:
+            return AutogradMemory(saved_bytes=padded + indices)
+        return AutogradMemory(saved_inputs=(0,), saved_bytes=indices)
 
     def evaluation_problem(self, node: NodeInfo, opset: int) -> str | None:
         """Indices in column-major order (``storage_order=1``) are not supported."""
@@ -74,6 +95,15 @@ class AveragePoolRule(_Pool):
     """
 
     op_types = ("AveragePool", "LpPool")
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """The input (torch's pooling keeps it); a padded copy where ONNX pads as torch cannot."""
+        padded = _explicit_copy_bytes(node, graph, context)
+        if padded or node.op_type == "LpPool":
+            return AutogradMemory(saved_bytes=padded or context.nbytes(graph, node.inputs[0]))
+        return AutogradMemory(saved_inputs=(0,))
 
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
@@ -108,6 +138,14 @@ class GlobalAveragePoolRule(_GlobalPool):
 
     op_types = ("GlobalAveragePool", "GlobalLpPool")
 
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """A mean keeps nothing; the Lp norm keeps its input."""
+        if node.op_type == "GlobalAveragePool":
+            return AutogradMemory()
+        return AutogradMemory(saved_inputs=(0,))
+
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
     ) -> Sequence[torch.Tensor]:
@@ -133,6 +171,12 @@ class GlobalMaxPoolRule(_GlobalPool):
 
     op_types = ("GlobalMaxPool",)
 
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """``amax`` keeps its input and output."""
+        return AutogradMemory(saved_inputs=(0,), saved_outputs=(0,))
+
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
     ) -> Sequence[torch.Tensor]:
@@ -147,3 +191,19 @@ class GlobalMaxPoolRule(_GlobalPool):
         shape = graph.shape(node.inputs[0])
         out = numel(graph.shape(node.outputs[0]))
         return OpCost(flops=numel(shape) - out, paper_memory=True)
+
+
+def _explicit_copy_bytes(node: NodeInfo, graph: GraphAnalysis, context: TrainingContext) -> int:
+    """Bytes of the padded copy a pooling node makes where torch cannot pad, else 0."""
+    shape = graph.shape(node.inputs[0])
+    window = Window.for_shape(node, shape)
+    if window.torch_native() and (
+        node.op_type == "MaxPool" or all(d == 1 for d in window.dilations)
+    ):
+        return 0
+    padding = window.explicit_padding(shape[2:])
+    padded = list(shape)
+    for axis in range(len(shape) - 2):
+        padded[len(shape) - 1 - axis] += padding[2 * axis] + padding[2 * axis + 1]
+    itemsize = context.itemsizes.get(node.inputs[0], graph.tensors[node.inputs[0]].itemsize)
+    return numel(tuple(padded)) * itemsize

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .base import OpRule, numel, register
+from .base import AutogradMemory, OpRule, TrainingContext, numel, register
 from .coupling import broadcast_axis, depends_on_shapes, pass_through
 from .kernels.evaluation import axes_operand, ints, normalize_axis, required
 from .shape import concatenated_piece
@@ -251,6 +251,12 @@ class ExpandRule(OpRule):
     """Expand: broadcasts to a shape."""
 
     op_types = ("Expand",)
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """A view of the input; the gradient is summed down to the input's shape."""
+        return AutogradMemory(output_views=(0,))
 
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext

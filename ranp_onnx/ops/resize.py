@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .base import OpCost, OpRule, numel, register
+from .base import AutogradMemory, OpCost, OpRule, TrainingContext, numel, register
 from .coupling import depends_on_shapes, pass_through
 from .kernels.evaluation import required
 from .kernels.interpolation import ResizeMode, resize
@@ -39,6 +39,42 @@ class ResizeRule(OpRule):
     ) -> Sequence[torch.Tensor]:
         """Nearest, linear or cubic interpolation, axis by axis, as onnxruntime computes it."""
         return [resize(required(inputs, 0), node, inputs, context.opset)]
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """Axis by axis: a gather per tap (``index_select`` keeps only its indices).
+
+        Each resized axis makes an intermediate tensor; nearest gathers once, linear and
+        cubic blend 2 or 4 gathered copies times their weights. The backward scatters the
+        gradient back axis by axis into new zero-filled tensors.
+        """
+        x, y = node.inputs[0], node.outputs[0]
+        before, after = graph.shape(x), graph.shape(y)
+        itemsize = context.itemsizes.get(y, graph.tensors[y].itemsize)
+        mode = ResizeMode.of(node, graph.opset).mode
+        taps = {"nearest": 1, "linear": 2}.get(mode, 4)
+        shape, sizes, indices = list(before), [numel(before) * itemsize], 0
+        for axis, length in enumerate(after):
+            if length != shape[axis]:
+                shape[axis] = length
+                sizes.append(numel(tuple(shape)) * itemsize)
+                # int64 indices per tap; a blend also keeps each tap's float32 weights
+                indices += (8 if taps == 1 else 12) * taps * length
+        if len(sizes) == 1:
+            return AutogradMemory.view()  # nothing resized: the input itself
+        # While axis k is resized, tensor k - 1 (never the input) and tensor k are alive,
+        # and a blend holds two more tensor-k-sized products.
+        blend = 0 if taps == 1 else 2
+        forward = max(
+            (sizes[k - 1] if k > 1 else 0) + (1 + blend) * sizes[k] for k in range(1, len(sizes))
+        )
+        backward = max(sizes[k] + (1 + blend) * sizes[k - 1] for k in range(1, len(sizes)))
+        return AutogradMemory(
+            saved_bytes=indices,
+            forward_scratch=max(forward - sizes[-1], 0),
+            backward_scratch=max(backward - sizes[-1] - sizes[0], 0),
+        )
 
     def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
         """Channels pass through unless the channel axis itself is resized."""

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
-from .base import OpCost, OpRule, numel, register
+from .base import Autocast, AutogradMemory, OpCost, OpRule, TrainingContext, numel, register
 from .coupling import pass_through
 from .kernels.evaluation import axes_operand, normalize_axis, required
 
@@ -30,6 +30,13 @@ class SoftmaxRule(OpRule):
     """
 
     op_types = ("Softmax", "LogSoftmax")
+    autocast: ClassVar[Mapping[str, Autocast]] = {"cuda": "float32"}
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """The backward of ``softmax`` and ``log_softmax`` reads the output."""
+        return AutogradMemory(saved_outputs=(0,))
 
     def logits_input(self, node: NodeInfo, graph: GraphAnalysis) -> str | None:
         """A softmax over the channel axis turns its input logits into probabilities."""
@@ -86,6 +93,14 @@ class ReduceRule(OpRule):
         "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
         "ReduceL2", "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin",
     )  # fmt: skip
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """Sum and mean keep nothing; the others keep their input and output."""
+        if node.op_type in ("ReduceMean", "ReduceSum", "ArgMax", "ArgMin"):
+            return AutogradMemory()
+        return AutogradMemory(saved_inputs=(0,), saved_outputs=(0,))
 
     def couple(self, node: NodeInfo, graph: GraphAnalysis, channels: ChannelGraph) -> None:
         """Reducing over spatial axes passes channels; over batch or channels it does not."""

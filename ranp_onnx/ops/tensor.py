@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from .base import OpCost, OpRule, register
+from .base import Autocast, AutogradMemory, OpCost, OpRule, TrainingContext, register
 from .coupling import depends_on_shapes, pass_through
 from .kernels.evaluation import ints, normalize_axis, optional, required, scalar, torch_dtype
 from .kernels.slicing import slice_tensor, split_sizes
@@ -25,6 +25,13 @@ class ConcatRule(OpRule):
     """Concat: on the channel axis each input owns a slice of the output's channels."""
 
     op_types = ("Concat",)
+    autocast: ClassVar[Mapping[str, Autocast]] = {"cpu": "promote", "cuda": "promote"}
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """A new output; each input's gradient is a slice (a view) of the output's."""
+        return AutogradMemory(gradient_views=tuple(range(len(node.inputs))))
 
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
@@ -83,6 +90,12 @@ class SplitRule(OpRule):
     """Split: on the channel axis each output owns a slice of the input's channels."""
 
     op_types = ("Split",)
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """The outputs are views; the gradient is concatenated into a new tensor."""
+        return AutogradMemory(output_views=tuple(range(len(node.outputs))))
 
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
@@ -143,6 +156,15 @@ class SliceRule(OpRule):
     """Slice: a strided window; on the channel axis it selects channels."""
 
     op_types = ("Slice",)
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """A view (negative steps gather a copy); the gradient is a new zero-filled tensor."""
+        _, _, _, steps = _slice_arguments(node, graph)
+        if steps is not None and any(step < 0 for step in steps):
+            return AutogradMemory()
+        return AutogradMemory(output_views=(0,))
 
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
@@ -205,6 +227,12 @@ class IdentityRule(_Copy):
     op_types = ("Identity",)
     parameter_view = "alias"
 
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """The input itself."""
+        return AutogradMemory.view()
+
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
     ) -> Sequence[torch.Tensor]:
@@ -218,6 +246,15 @@ class CastRule(_Copy):
 
     op_types = ("Cast", "CastLike")
     parameter_view = "view"
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """The input itself when the type does not change, else a new tensor."""
+        x, y = node.inputs[0], node.outputs[0]
+        if graph.tensors[x].elem_type == graph.tensors[y].elem_type:
+            return AutogradMemory.view()
+        return AutogradMemory()
 
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext
@@ -236,6 +273,22 @@ class DropoutRule(OpRule):
     """Dropout: an identity at inference; the reference counts its output memory."""
 
     op_types = ("Dropout",)
+
+    def autograd_memory(
+        self, node: NodeInfo, graph: GraphAnalysis, context: TrainingContext
+    ) -> AutogradMemory:
+        """In training mode the mask: float noise on CPU, booleans on CUDA; else a view."""
+        ratio = float(node.attribute("ratio", 0.5))
+        if len(node.inputs) > 1 and node.inputs[1]:
+            value = graph.constant(node.inputs[1])
+            ratio = float(value.reshape(-1)[0]) if value is not None else 0.5
+        if not context.training or ratio <= 0.0:
+            return AutogradMemory.view()
+        x = node.inputs[0]
+        mask = context.nbytes(graph, x)
+        if context.device != "cpu":
+            mask //= context.itemsizes.get(x, graph.tensors[x].itemsize)
+        return AutogradMemory(saved_bytes=mask)
 
     def evaluate(
         self, node: NodeInfo, inputs: Sequence[torch.Tensor | None], context: EvalContext

@@ -27,7 +27,7 @@ from onnx import numpy_helper
 from .. import ops
 from ..errors import DataError, InternalError, UnsupportedModelError
 from ..ir import runtime
-from ..ir.graph import FLOAT_TYPES, GraphAnalysis, NodeInfo, node_infos
+from ..ir.graph import FLOAT_TYPES, GraphAnalysis, NodeInfo, last_uses, node_infos
 from ..ir.load import LoadedModel, load_model
 from ..ops.aliases import initializer_aliases
 from ..ops.base import OpRule
@@ -326,14 +326,7 @@ def _plan(
     nodes: Sequence[NodeInfo], rules: Sequence[OpRule], outputs: Sequence[str]
 ) -> tuple[_Step, ...]:
     """Pair nodes with rules and note after which node each value is no longer needed."""
-    last_use: dict[str, int] = {}
-    for position, node in enumerate(nodes):
-        for name in node.inputs:
-            if name:
-                last_use[name] = position
-        for name in node.outputs:
-            if name:
-                last_use.setdefault(name, position)
+    last_use = last_uses(nodes)
     kept = set(outputs)
     release: dict[int, list[str]] = {}
     for name, position in last_use.items():

@@ -1,44 +1,34 @@
 """How much memory scoring needs, how much there is, and the refusal before starting.
 
-A scoring pass keeps what autograd saves for the backward pass: roughly every activation
-of the forward pass (a conv saves its input, a training-mode BatchNormalization its input,
-a Relu its output, a MaxPool its indices), plus the gradients in flight during the
-backward pass and the parameters with their gradients and the two running sums. The
-estimate is linear in those sizes, which the analysis knows before anything runs:
-
-``bytes = BASE + PARAMETER_COPIES x parameters + batch x (ACTIVATION_FACTOR x activations
-+ GRADIENT_FACTOR x largest activation)``
-
-where ``activations`` is the sum of the bytes of every node output that depends on the
-inputs, per sample (the ``standard`` activation memory of ``ranp-onnx report``). The
-constants were fitted to the peak resident memory (``ru_maxrss``) of ``ranp-onnx prune``
-on CPU, measured on 3D-UNets of several widths and input sizes (see
-``benchmarks/RESULTS.md``); :func:`estimate_scoring_memory` is meant to be within a factor
-1.5 of the measured peak either way.
+The estimate comes from the training-memory model (:mod:`~ranp_onnx.analysis.training_memory`):
+the scoring pass is played on its ledger as :mod:`~ranp_onnx.scoring.statistics` runs it.
+The model is in evaluation mode with batch-statistics BatchNorm; the forward captures every scored
+layer's output and weight and the logits (kept until the pass ends, the logits' gradient
+retained), a hook multiplies each layer output's gradient by the output, and after the
+backward the weight-gradient products are added to two running sums per layer. No
+optimizer. The figure is the bytes of the tensors scoring holds at its peak, which is
+what it needs beyond the process as it stands (Python and its libraries are already
+loaded when the check runs); ``tests/test_memory.py`` checks it against torch's
+allocator.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..analysis.channels import analyse_channels
+from ..analysis.training_memory import loss_input, training_graph
+from ..analysis.training_memory.passes import PassSettings, play_step
+from ..analysis.training_memory.timeline import PARAMETERS
 from ..errors import InsufficientMemoryError
 from ..ir.graph import GraphAnalysis
 from ..ir.units import MB
 
 if TYPE_CHECKING:
     import torch
-
-#: Resident memory of the process before scoring: Python, torch, onnx and onnxruntime.
-BASE_BYTES = 440 * (1 << 20)
-#: Copies of the parameters alive while scoring: the ONNX model, the torch copy, its
-#: gradients, the two running sums, and the products of one batch.
-PARAMETER_COPIES = 4.0
-#: Activation bytes autograd holds per byte of forward activations.
-ACTIVATION_FACTOR = 1.2
-#: Gradient buffers in flight during the backward pass, in largest activations.
-GRADIENT_FACTOR = 1.0
 
 _MEMINFO = Path("/proc/meminfo")
 _CGROUP = Path("/sys/fs/cgroup")
@@ -49,9 +39,9 @@ class MemoryEstimate:
     """The memory one scoring pass is expected to need.
 
     Attributes:
-        total_bytes: The estimate.
-        activation_bytes: Forward activations of one batch.
-        parameter_bytes: The model's parameters.
+        total_bytes: The estimate: tensors alive at the pass's peak.
+        activation_bytes: What autograd keeps once the loss is computed.
+        parameter_bytes: The model's parameters and buffers.
         batch_size: The batch size estimated for.
     """
 
@@ -66,47 +56,48 @@ class MemoryEstimate:
         return self.total_bytes / MB
 
 
-def activation_bytes_per_sample(graph: GraphAnalysis) -> tuple[int, int]:
-    """Return (sum, largest) bytes of the node outputs that depend on the inputs, per sample.
+def estimate_scoring_memory(
+    graph: GraphAnalysis,
+    batch_size: int,
+    *,
+    layers: Sequence[tuple[str, str]] | None = None,
+    labels: bool = True,
+    device: str = "cpu",
+) -> MemoryEstimate:
+    """Estimate the peak memory of one scoring pass of ``graph`` at ``batch_size``.
 
-    The model is analysed at some batch size (the first axis of its first input); the sums
-    are divided by it.
+    Args:
+        graph: The analysed model (at any batch size).
+        batch_size: The scoring batch size.
+        layers: (output, weight) of every scored layer. Defaults to the model's layers
+            as the channel analysis finds them.
+        labels: True if the batches carry labels (else the loss makes them).
+        device: "cpu" or "cuda". Defaults to "cpu".
     """
-    total = largest = 0
-    for node in graph.nodes:
-        for name in node.outputs:
-            info = graph.tensors.get(name) if name else None
-            if info is None or info.static:
-                continue
-            total += info.nbytes
-            largest = max(largest, info.nbytes)
-    first = graph.input_shapes.get(graph.input_names[0]) if graph.input_names else None
-    batch = max(int(first[0]), 1) if first else 1
-    return total // batch, largest // batch
-
-
-def parameter_bytes(graph: GraphAnalysis) -> int:
-    """Return the bytes of the model's float initializers."""
-    return sum(
-        graph.tensors[name].nbytes
-        for name in graph.initializer_names
-        if name in graph.tensors and graph.tensors[name].itemsize >= 2
+    if layers is None:
+        layers = [(layer.output, layer.weight) for layer in analyse_channels(graph).layers]
+    batched = training_graph(graph.model, graph.input_shapes, batch=batch_size)
+    logits = loss_input(batched)
+    weights = [batched.tensors[weight].nbytes for _, weight in layers]
+    outputs = frozenset(output for output, _ in layers)
+    settings = PassSettings(
+        device=device,
+        optimizer=None,
+        autocast=False,
+        training=False,
+        loss_input=logits,
+        kept=frozenset({logits, *outputs, *(weight for _, weight in layers)}),
+        retained=frozenset({logits}),
+        hooked=outputs,
+        labels=labels,
+        update_scratch=2 * max(weights, default=0),
     )
-
-
-def estimate_scoring_memory(graph: GraphAnalysis, batch_size: int) -> MemoryEstimate:
-    """Estimate the peak resident memory of scoring ``graph`` at ``batch_size`` on CPU."""
-    activations, largest = activation_bytes_per_sample(graph)
-    parameters = parameter_bytes(graph)
-    total = (
-        BASE_BYTES
-        + PARAMETER_COPIES * parameters
-        + batch_size * (ACTIVATION_FACTOR * activations + GRADIENT_FACTOR * largest)
-    )
+    played = play_step(batched, settings)
+    sums = 2 * sum(weights)  # the two running sums per layer
     return MemoryEstimate(
-        total_bytes=int(total),
-        activation_bytes=activations * batch_size,
-        parameter_bytes=parameters,
+        total_bytes=played.ledger.peak + sums,
+        activation_bytes=played.saved_after_forward,
+        parameter_bytes=played.ledger.total(PARAMETERS),
         batch_size=batch_size,
     )
 
@@ -153,7 +144,14 @@ def _cgroup_headroom() -> int | None:
         return None
 
 
-def check_scoring_memory(graph: GraphAnalysis, batch_size: int, device: torch.device) -> None:
+def check_scoring_memory(
+    graph: GraphAnalysis,
+    batch_size: int,
+    device: torch.device,
+    *,
+    layers: Sequence[tuple[str, str]] | None = None,
+    labels: bool = True,
+) -> None:
     """Refuse to start scoring when the estimate exceeds the memory available.
 
     Nothing is refused where the available memory cannot be read.
@@ -161,13 +159,11 @@ def check_scoring_memory(graph: GraphAnalysis, batch_size: int, device: torch.de
     Raises:
         InsufficientMemoryError: One line with the estimate and the memory available.
     """
-    estimate = estimate_scoring_memory(graph, batch_size)
-    if device.type == "cuda":
-        # On a GPU the activations and parameter copies live in device memory.
-        needed = estimate.total_bytes - BASE_BYTES
-        where = f"{device} memory free"
-    else:
-        needed, where = estimate.total_bytes, "memory available"
+    estimate = estimate_scoring_memory(
+        graph, batch_size, layers=layers, labels=labels, device=device.type
+    )
+    needed = estimate.total_bytes
+    where = f"{device} memory free" if device.type == "cuda" else "memory available"
     available = available_memory(device)
     if available is None or needed <= available:
         return

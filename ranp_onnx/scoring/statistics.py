@@ -145,7 +145,13 @@ def accumulate_gradients(
         total = len(range(world.rank, total, world.size))
     for batch in distributed.shard(batches, world):
         if memory_check and scorer.count == 0:
-            check_scoring_memory(channels.graph, _batch_size(batch), torch_device)
+            check_scoring_memory(
+                channels.graph,
+                _batch_size(batch),
+                torch_device,
+                layers=[(layer.output, layer.weight) for layer in channels.layers],
+                labels=batch.labels is not None,
+            )
         scorer.add(batch)
         if progress is not None:
             progress(scorer.count, total)

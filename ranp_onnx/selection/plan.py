@@ -95,18 +95,7 @@ def build_plan(
     after: CostReport,
 ) -> PrunePlan:
     """Describe a selection as a plan."""
-    layers = []
-    for layer in channels.layers:
-        kept = np.flatnonzero(keep[layer.units])
-        layers.append(
-            {
-                "node": layer.node,
-                "weight": layer.weight,
-                "op_type": layer.op_type,
-                "channels": layer.channels,
-                "kept": [int(i) for i in kept],
-            }
-        )
+    layers = layer_entries(channels, keep)
     groups = [_group_entry(group, keep, scores, before, after) for group in channels.groups]
     total = channels.neuron_count
     kept_neurons = int(channels.unit_neurons[keep].sum())
@@ -129,6 +118,37 @@ def build_plan(
         groups=tuple(groups),
         achieved=achieved,
     )
+
+
+def layer_entries(channels: ChannelAnalysis, keep: np.ndarray) -> list[dict[str, Any]]:
+    """The plan's ``layers``: per scored layer, its names, channel count and kept channels."""
+    return [
+        {
+            "node": layer.node,
+            "weight": layer.weight,
+            "op_type": layer.op_type,
+            "channels": layer.channels,
+            "kept": [int(i) for i in np.flatnonzero(keep[layer.units])],
+        }
+        for layer in channels.layers
+    ]
+
+
+def keep_elsewhere(
+    target: ChannelAnalysis, source: ChannelAnalysis, keep: np.ndarray
+) -> np.ndarray:
+    """Map a selection on ``source`` onto ``target``, the same network at other input shapes.
+
+    Raises:
+        PlanError: The networks differ (see :func:`keep_from_plan`).
+    """
+    plan = PrunePlan(
+        model=source.graph.model.name,
+        settings={},
+        layers=tuple(layer_entries(source, keep)),
+        groups=(),
+    )
+    return keep_from_plan(target, plan)
 
 
 def _group_entry(

@@ -43,7 +43,12 @@ class Window:
     @classmethod
     def of(cls, node: NodeInfo, x: torch.Tensor) -> Window:
         """Read a pooling node's attributes for input ``x``."""
-        spatial = x.dim() - 2
+        return cls.for_shape(node, tuple(int(d) for d in x.shape))
+
+    @classmethod
+    def for_shape(cls, node: NodeInfo, shape: tuple[int, ...]) -> Window:
+        """Read a pooling node's attributes for an input of ``shape``."""
+        spatial = len(shape) - 2
         if not 1 <= spatial <= 3:
             raise UnsupportedModelError(
                 f"node '{node.name}' ({node.op_type}): {spatial} spatial dimensions; torch "
@@ -51,7 +56,7 @@ class Window:
             )
         kernel = [int(k) for k in node.attribute("kernel_shape")]
         dilations = [int(d) for d in node.attribute("dilations", [1] * spatial)]
-        begins, ends = window_pads(node, list(x.shape[2:]), kernel, dilations)
+        begins, ends = window_pads(node, list(shape[2:]), kernel, dilations)
         return cls(
             kernel=tuple(kernel),
             strides=tuple(int(s) for s in node.attribute("strides", [1] * spatial)),
