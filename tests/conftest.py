@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from ranp_onnx.ops.conv_memory import cpu_capability, cpu_is_verified
+
 
 @pytest.fixture
 def two_threads() -> Iterator[None]:
@@ -20,3 +22,15 @@ def two_threads() -> Iterator[None]:
     torch.set_num_threads(2)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def verified_cpu() -> None:
+    """Skip where the CPU runs other oneDNN kernels than the memory model was checked on.
+
+    On AVX2-only CPUs the convolution scratch differs (``cpu_is_verified``); there the
+    tests that compare a prediction with a real step on this CPU cannot hold, and
+    ``report --training`` says so in a note (tested apart).
+    """
+    if not cpu_is_verified():
+        pytest.skip(f"the memory model is checked on AVX-512 CPUs; this one is {cpu_capability()}")

@@ -17,6 +17,7 @@ from ranp_onnx.analysis.training_memory import (
     training_graph,
 )
 from ranp_onnx.cli.main import cli
+from ranp_onnx.ops import conv_memory
 from ranp_onnx.options import PruneOptions
 from ranp_onnx.pipeline import score_model
 from ranp_onnx.reporting.training_step import measure_graph_step
@@ -55,6 +56,7 @@ def measured(model: Path, batch: int) -> int:
     return measure_graph_step(graph, TrainingSetup()).peak_bytes
 
 
+@pytest.mark.usefixtures("verified_cpu")
 def test_report_training_json_is_the_prediction_and_measures_a_real_step(
     models: dict[str, Path],
 ) -> None:
@@ -87,6 +89,22 @@ def test_report_training_compare_shows_both_and_the_reduction(models: dict[str, 
     text = run(*args).stdout
     assert "narrow.onnx" in text and "full.onnx" in text and "saved activations" in text
     assert f"{reduction:.1f}%" in text
+
+
+@pytest.mark.parametrize("capability", ["AVX512", "AVX2"])
+def test_report_training_notes_a_cpu_the_model_was_not_checked_on(
+    models: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capability: str
+) -> None:
+    monkeypatch.setattr(conv_memory, "cpu_capability", lambda: capability)
+    args = ["report", str(models["narrow"]), "--training", "--input-shape", "1x1x16x16x16"]
+    text, document = run(*args).stdout, json.loads(run(*args, "--json").stdout)
+    if capability == "AVX512":
+        assert "note" not in text and document["notes"] == []
+    else:
+        [line] = [line for line in text.splitlines() if line.startswith("note")]
+        assert "AVX2" in line and document["notes"] == [line.removeprefix("note").strip()]
+    cuda = json.loads(run(*args, "--device", "cuda", "--json").stdout)
+    assert cuda["notes"] == []
 
 
 def test_report_training_predicts_for_cuda_but_measures_only_where_there_is_one(
@@ -129,6 +147,7 @@ def fit(models: dict[str, Path], tmp_path: Path, budget: int, *extra: str) -> Re
     )  # fmt: skip
 
 
+@pytest.mark.usefixtures("verified_cpu")
 def test_fit_training_prunes_the_least_that_fits(models: dict[str, Path], tmp_path: Path) -> None:
     full = predicted(models["full"], 2)
     budget = int(0.75 * full)

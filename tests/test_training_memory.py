@@ -62,6 +62,7 @@ def measured_peak(model: onnx.ModelProto, batch: int, setup: TrainingSetup) -> i
         ("clips", 2, "sgd", "bfloat16"),
     ],
 )
+@pytest.mark.usefixtures("verified_cpu")
 def test_prediction_is_within_ten_percent_of_a_real_step(
     network: str, batch: int, optimizer: str, precision: str, request: pytest.FixtureRequest
 ) -> None:
@@ -76,6 +77,7 @@ def test_prediction_is_within_ten_percent_of_a_real_step(
     ("kernel", "depth", "channels"),
     [(5, 3, 64), (5, 4, 64), (5, 6, 64), (3, 2, 128), (3, 3, 128)],
 )
+@pytest.mark.usefixtures("verified_cpu")
 def test_a_wide_convolution_on_a_thin_volume_is_within_ten_percent(
     kernel: int, depth: int, channels: int
 ) -> None:
