@@ -209,10 +209,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     import json
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("results", type=Path, nargs="+", help="results.json files")
+    parser.add_argument(
+        "results",
+        nargs="+",
+        help="results.json files; PATH:MODEL[,MODEL] takes only those models from PATH",
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for the tables")
     args = parser.parse_args(argv)
-    documents = [json.loads(path.read_text()) for path in args.results]
+    documents = []
+    for argument in args.results:
+        path, _, names = argument.partition(":")
+        document = json.loads(Path(path).read_text())
+        if names:
+            wanted = names.split(",")
+            document["models"] = {n: e for n, e in document["models"].items() if n in wanted}
+        documents.append(document)
+    args.out.mkdir(parents=True, exist_ok=True)
     write(merged(documents), args.out)
     return 0
 
