@@ -151,10 +151,15 @@ def check_scoring_memory(
     *,
     layers: Sequence[tuple[str, str]] | None = None,
     labels: bool = True,
+    passes: int = 1,
 ) -> None:
     """Refuse to start scoring when the estimate exceeds the memory available.
 
-    Nothing is refused where the available memory cannot be read.
+    Nothing is refused where the available memory cannot be read. ``batch_size`` is the
+    size of one forward pass; where a node fixes the batch, a batch runs in ``passes``
+    micro-batches whose activations are all kept for its one backward pass, so the
+    estimate of one pass is taken ``passes`` times (its parameters too, which errs on the
+    side of refusing).
 
     Raises:
         InsufficientMemoryError: One line with the estimate and the memory available.
@@ -162,14 +167,14 @@ def check_scoring_memory(
     estimate = estimate_scoring_memory(
         graph, batch_size, layers=layers, labels=labels, device=device.type
     )
-    needed = estimate.total_bytes
+    needed = estimate.total_bytes * passes
     where = f"{device} memory free" if device.type == "cuda" else "memory available"
     available = available_memory(device)
     if available is None or needed <= available:
         return
     raise InsufficientMemoryError(
-        f"scoring at batch size {batch_size} needs about {needed / MB / 1024:.1f} GB "
-        f"({estimate.activation_bytes / MB / 1024:.1f} GB of activations), "
+        f"scoring at batch size {batch_size * passes} needs about {needed / MB / 1024:.1f} GB "
+        f"({estimate.activation_bytes * passes / MB / 1024:.1f} GB of activations), "
         f"{available / MB / 1024:.1f} GB {where}: lower `batch_size`, score on a smaller "
         "input, or skip this check (`memory_check`)"
     )

@@ -145,12 +145,15 @@ def accumulate_gradients(
         total = len(range(world.rank, total, world.size))
     for batch in distributed.shard(batches, world):
         if memory_check and scorer.count == 0:
+            size = _batch_size(batch)
+            chunk = max(scorer.batching.chunk(size, 1), 1)
             check_scoring_memory(
                 channels.graph,
-                _batch_size(batch),
+                chunk,
                 torch_device,
                 layers=[(layer.output, layer.weight) for layer in channels.layers],
                 labels=batch.labels is not None,
+                passes=-(-size // chunk),
             )
         scorer.add(batch)
         if progress is not None:
